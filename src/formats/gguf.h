@@ -35,6 +35,9 @@ struct GGUFValue {
   bool is_float() const;
 };
 
+// "u32", "string", "array"... for messages.
+const char* gguf_type_name(GGUFType t);
+
 class GGUFFile {
  public:
   // Parses the header, metadata and tensor table of `path`; data stays mapped.
@@ -43,6 +46,8 @@ class GGUFFile {
   const std::string& path() const { return file_->path(); }
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
+  // File offset where the (aligned) tensor data section starts.
+  size_t data_offset() const { return data_offset_; }
   const std::map<std::string, GGUFValue>& metadata() const { return kv_; }
   const std::vector<Tensor>& tensors() const { return tensors_; }
   const std::shared_ptr<MappedFile>& file() const { return file_; }
@@ -67,6 +72,7 @@ class GGUFFile {
   std::shared_ptr<MappedFile> file_;
   uint32_t version_ = 0;
   size_t alignment_ = 32;
+  size_t data_offset_ = 0;
   std::map<std::string, GGUFValue> kv_;
   std::vector<Tensor> tensors_;
   std::map<std::string, size_t> tensor_index_;

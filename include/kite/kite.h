@@ -1,0 +1,151 @@
+// Kite public API: load a model, open sessions (each owns its KV cache), tokenize, evaluate
+// tokens, sample, stream text.
+//
+//   auto model = kite::Model::load("models/zoo-teacher-34m");
+//   kite::Session session(model, {.n_ctx = 1024, .n_threads = 2});
+//   kite::GenerateOptions g; g.n_predict = 64;
+//   auto r = kite::generate(session, model->tokenize("Once upon a time", true), g,
+//                           [](int32_t id, const std::string& text) { fputs(text.c_str(), stdout); return true; });
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kite {
+
+struct LoadedModel;
+struct ModelConfig;
+class Tokenizer;
+class KVCache;
+struct Scratch;
+
+struct ModelLoadOptions {
+  std::string tokenizer_path;  // llama2.c checkpoints: tokenizer.bin (default: beside the model)
+};
+
+// Weights + tokenizer, shared read-only by any number of sessions.
+class Model {
+ public:
+  static std::shared_ptr<const Model> load(const std::string& path, const ModelLoadOptions& opts = {});
+  ~Model();
+
+  const ModelConfig& config() const;
+  const Tokenizer& tokenizer() const;
+  const LoadedModel& impl() const { return *m_; }
+
+  std::vector<int32_t> tokenize(std::string_view text, bool add_bos) const;
+  std::string detokenize(const std::vector<int32_t>& ids) const;
+  bool add_bos() const;  // as the model's tokenizer config says
+  int n_vocab() const;
+
+ private:
+  explicit Model(std::unique_ptr<LoadedModel> m);
+  std::unique_ptr<LoadedModel> m_;
+};
+
+struct SessionOptions {
+  int n_ctx = 0;      // 0: the model's training context
+  int n_threads = 0;  // 0: all cores
+  int n_batch = 512;  // prompt tokens per forward pass
+};
+
+// One conversation: its own KV cache and work buffers.
+class Session {
+ public:
+  Session(std::shared_ptr<const Model> model, const SessionOptions& opts = {});
+  ~Session();
+
+  // Evaluates tokens after the n_past already cached. Returns the logits of the last token
+  // [n_vocab], or with all_logits those of every token [n_tok][n_vocab]. The span stays valid
+  // until the next call. Throws kite::Error when the context would overflow.
+  std::span<const float> eval(std::span<const int32_t> tokens, bool all_logits = false);
+
+  int n_past() const { return n_past_; }
+  int n_ctx() const { return n_ctx_; }
+  // Forgets everything after the first n tokens (cheap: the cache is simply overwritten).
+  void truncate(int n);
+  const Model& model() const { return *model_; }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<KVCache> cache_;
+  std::unique_ptr<Scratch> scratch_;
+  std::vector<float> logits_, batch_logits_;
+  int n_ctx_ = 0, n_threads_ = 0, n_batch_ = 512, n_past_ = 0;
+};
+
+struct SamplingParams {
+  float temperature = 0.8f;     // <= 0: greedy
+  int top_k = 40;               // <= 0: off
+  float top_p = 0.95f;          // >= 1: off
+  float min_p = 0.05f;          // <= 0: off
+  float repeat_penalty = 1.0f;  // 1: off (divides positive logits, multiplies negative ones)
+  float frequency_penalty = 0;  // subtracts count * f
+  float presence_penalty = 0;   // subtracts p once a token has appeared
+  int penalty_last_n = 64;      // how many recent tokens the penalties look at (-1: all)
+  uint64_t seed = 0xC0FFEE;     // same seed, same output
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& p);
+  // Picks the next token from logits [n_vocab], given the tokens so far (for penalties).
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+  const SamplingParams& params() const { return p_; }
+
+ private:
+  SamplingParams p_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int32_t>> cand_;
+};
+
+struct GenerateOptions {
+  int n_predict = 128;                 // maximum new tokens (< 0: until EOS or the context is full)
+  SamplingParams sampling;
+  std::vector<std::string> stop;       // stop strings (not included in the output)
+  bool stop_at_eos = true;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> prompt_ids, ids;
+  std::string text;
+  std::string stop_reason;             // "eos", "length", "stop", "context", "callback"
+  double prompt_ms = 0, gen_ms = 0;
+};
+
+// Streams text: on_token(id, text_piece) for each new token (text pieces are valid UTF-8);
+// return false to stop.
+using TokenCallback = std::function<bool(int32_t id, const std::string& piece)>;
+
+GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids, const GenerateOptions& opts,
+                        const TokenCallback& on_token = nullptr);
+
+}  // namespace kite
+
+namespace kite {
+
+// Perplexity of a token stream.
+//  Llama:  llama.cpp's method: non-overlapping chunks of n_ctx tokens, each chunk's first token
+//          replaced by BOS, only the second half of each chunk scored.
+//  Stream: consecutive non-overlapping windows of n_ctx tokens, all n_ctx-1 predictions scored.
+enum class PerplexityMethod { Llama, Stream };
+
+struct PerplexityResult {
+  double ppl = 0;
+  int chunks = 0;
+  int64_t tokens_scored = 0;
+  double nll_sum = 0;
+};
+
+// tokens: BOS + the encoded text. max_chunks <= 0: as many as fit. progress(done, total) after
+// each chunk.
+PerplexityResult perplexity(Session& session, const std::vector<int32_t>& tokens, int n_ctx, int max_chunks,
+                            PerplexityMethod method,
+                            const std::function<void(int, int, double)>& progress = nullptr);
+
+}  // namespace kite

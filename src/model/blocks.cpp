@@ -1,0 +1,143 @@
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/kernels.h"
+#include "quant/quant.h"
+
+namespace kite {
+
+void Scratch::reserve(const ModelConfig& c, int n_tok) {
+  const size_t n = size_t(n_tok);
+  x.resize(n * c.n_embd);
+  xn.resize(n * c.n_embd);
+  q.resize(n * c.n_head * c.head_dim);
+  k.resize(n * c.n_head_kv * c.head_dim);
+  v.resize(n * c.n_head_kv * c.head_dim);
+  att.resize(n * c.n_head * c.head_dim);
+  proj.resize(n * c.n_embd);
+  gate.resize(n * c.n_ff);
+  up.resize(n * c.n_ff);
+}
+
+void embed_tokens(const Tensor& tok_embd, const int32_t* tokens, int n_tok, float* x) {
+  const int64_t d = tok_embd.ne[0];
+  for (int t = 0; t < n_tok; t++) to_float(tok_embd.type, tok_embd.row(tokens[t]), x + t * d, d);
+}
+
+void apply_rope(const ModelConfig& c, const std::vector<float>& freq_factors, float* x, int n_tok,
+                int n_heads, int pos0) {
+  const int hd = c.head_dim, half = c.rope_dim / 2;
+  std::vector<float> cs(half), sn(half);
+  for (int t = 0; t < n_tok; t++) {
+    float pos = float(pos0 + t);
+    if (c.rope_scaling == RopeScaling::Linear) pos /= c.rope_factor;
+    // Frequencies as Hugging Face computes them, in float32: inv_freq_i = 1 / theta^(2i/d).
+    for (int i = 0; i < half; i++) {
+      float inv_freq = 1.0f / std::pow(c.rope_theta, float(2 * i) / float(c.rope_dim));
+      if (!freq_factors.empty()) inv_freq /= freq_factors[i];
+      const float a = pos * inv_freq;
+      cs[i] = std::cos(a);
+      sn[i] = std::sin(a);
+    }
+    for (int h = 0; h < n_heads; h++) {
+      float* v = x + (size_t(t) * n_heads + h) * hd;
+      for (int i = 0; i < half; i++) {
+        // Interleaved pairs (2i, 2i+1) or NeoX pairs (i, i + rope_dim/2).
+        const int a = c.rope_style == RopeStyle::Interleaved ? 2 * i : i;
+        const int b = c.rope_style == RopeStyle::Interleaved ? 2 * i + 1 : i + half;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i] - x1 * sn[i];
+        v[b] = x0 * sn[i] + x1 * cs[i];
+      }
+    }
+  }
+}
+
+void attention(const ModelConfig& c, const KVCache& cache, int layer, const float* q, int n_tok,
+               int pos0, float* out) {
+  const int hd = c.head_dim, n_head = c.n_head, group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int n_pos = pos0 + n_tok;
+#pragma omp parallel
+  {
+    std::vector<float> scores(n_pos);  // [n_pos] one query's scores over the cached positions
+#pragma omp for collapse(2) schedule(static)
+    for (int t = 0; t < n_tok; t++) {
+      for (int h = 0; h < n_head; h++) {
+        const float* qh = q + (size_t(t) * n_head + h) * hd;
+        const int kvh = h / group;
+        const int n_keys = pos0 + t + 1;  // causal: keys 0..pos0+t
+        for (int j = 0; j < n_keys; j++) {
+          const float* kj = cache.k(layer, j) + kvh * hd;
+          float s = 0;
+          for (int i = 0; i < hd; i++) s += qh[i] * kj[i];
+          scores[j] = s * scale;
+        }
+        kernels::softmax(scores.data(), n_keys);
+        float* o = out + (size_t(t) * n_head + h) * hd;
+        for (int i = 0; i < hd; i++) o[i] = 0;
+        for (int j = 0; j < n_keys; j++) {
+          const float* vj = cache.v(layer, j) + kvh * hd;
+          const float p = scores[j];
+          for (int i = 0; i < hd; i++) o[i] += p * vj[i];
+        }
+      }
+    }
+  }
+}
+
+void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWeights& l, KVCache& cache,
+                     int layer, int n_tok, int pos0, Scratch& s) {
+  const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
+  for (int t = 0; t < n_tok; t++)
+    kernels::rmsnorm(s.xn.data() + size_t(t) * d, s.x.data() + size_t(t) * d, l.attn_norm, d, c.rms_eps);
+  kernels::matmul(*l.wq, s.xn.data(), s.q.data(), n_tok);
+  kernels::matmul(*l.wk, s.xn.data(), s.k.data(), n_tok);
+  kernels::matmul(*l.wv, s.xn.data(), s.v.data(), n_tok);
+  if (l.bq) {
+    for (int t = 0; t < n_tok; t++) {
+      for (int i = 0; i < q_dim; i++) s.q[size_t(t) * q_dim + i] += l.bq[i];
+      for (int i = 0; i < kv_dim; i++) s.k[size_t(t) * kv_dim + i] += l.bk[i];
+      for (int i = 0; i < kv_dim; i++) s.v[size_t(t) * kv_dim + i] += l.bv[i];
+    }
+  }
+  apply_rope(c, w.rope_freq_factors, s.q.data(), n_tok, c.n_head, pos0);
+  apply_rope(c, w.rope_freq_factors, s.k.data(), n_tok, c.n_head_kv, pos0);
+  for (int t = 0; t < n_tok; t++) {
+    std::copy_n(s.k.data() + size_t(t) * kv_dim, kv_dim, cache.k(layer, pos0 + t));
+    std::copy_n(s.v.data() + size_t(t) * kv_dim, kv_dim, cache.v(layer, pos0 + t));
+  }
+  attention(c, cache, layer, s.q.data(), n_tok, pos0, s.att.data());
+  kernels::matmul(*l.wo, s.att.data(), s.proj.data(), n_tok);
+  for (size_t i = 0; i < size_t(n_tok) * d; i++) s.x[i] += s.proj[i];
+}
+
+void ffn_block(const ModelConfig& c, const LayerWeights& l, int n_tok, Scratch& s) {
+  const int d = c.n_embd;
+  for (int t = 0; t < n_tok; t++)
+    kernels::rmsnorm(s.xn.data() + size_t(t) * d, s.x.data() + size_t(t) * d, l.ffn_norm, d, c.rms_eps);
+  kernels::matmul(*l.w_gate, s.xn.data(), s.gate.data(), n_tok);
+  kernels::matmul(*l.w_up, s.xn.data(), s.up.data(), n_tok);
+  for (size_t i = 0; i < size_t(n_tok) * c.n_ff; i++) {
+    const float g = s.gate[i];
+    s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
+  }
+  kernels::matmul(*l.w_down, s.gate.data(), s.proj.data(), n_tok);
+  for (size_t i = 0; i < size_t(n_tok) * d; i++) s.x[i] += s.proj[i];
+}
+
+void output_logits(const ModelConfig& c, const ModelWeights& w, int n_tok, bool all_logits, Scratch& s,
+                   std::vector<float>& logits) {
+  const int d = c.n_embd;
+  const int first = all_logits ? 0 : n_tok - 1;
+  const int n_out = n_tok - first;
+  for (int t = first; t < n_tok; t++)
+    kernels::rmsnorm(s.xn.data() + size_t(t - first) * d, s.x.data() + size_t(t) * d, w.output_norm, d,
+                     c.rms_eps);
+  logits.resize(size_t(n_out) * c.n_vocab);
+  kernels::matmul(*w.output, s.xn.data(), logits.data(), n_out);
+}
+
+}  // namespace kite

@@ -1,0 +1,71 @@
+// Model and Session: the public face of the loader, the forward pass and the KV cache.
+#include <omp.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "kite/kite.h"
+#include "model/architecture.h"
+
+namespace kite {
+
+Model::Model(std::unique_ptr<LoadedModel> m) : m_(std::move(m)) {}
+Model::~Model() = default;
+
+std::shared_ptr<const Model> Model::load(const std::string& path, const ModelLoadOptions& opts) {
+  LoadOptions lo;
+  lo.tokenizer_path = opts.tokenizer_path;
+  return std::shared_ptr<const Model>(new Model(load_model(path, lo)));
+}
+
+const ModelConfig& Model::config() const { return m_->config; }
+const Tokenizer& Model::tokenizer() const { return *m_->tokenizer; }
+std::vector<int32_t> Model::tokenize(std::string_view text, bool add_bos) const {
+  return m_->tokenizer->encode(text, add_bos);
+}
+std::string Model::detokenize(const std::vector<int32_t>& ids) const { return m_->tokenizer->decode(ids); }
+bool Model::add_bos() const { return m_->tokenizer->add_bos(); }
+int Model::n_vocab() const { return m_->config.n_vocab; }
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
+    : model_(std::move(model)) {
+  const ModelConfig& c = model_->config();
+  n_ctx_ = opts.n_ctx > 0 ? opts.n_ctx : c.n_ctx_train;
+  check(n_ctx_ > 0 && n_ctx_ <= (1 << 24), "context size ", n_ctx_, " is out of range");
+  n_threads_ = opts.n_threads > 0 ? opts.n_threads : omp_get_num_procs();
+  n_batch_ = std::max(1, opts.n_batch);
+  cache_ = std::make_unique<KVCache>(c.n_layer, n_ctx_, c.n_head_kv * c.head_dim);
+  scratch_ = std::make_unique<Scratch>();
+}
+
+Session::~Session() = default;
+
+void Session::truncate(int n) {
+  check(n >= 0 && n <= n_past_, "cannot truncate a session of ", n_past_, " tokens to ", n);
+  n_past_ = n;
+}
+
+std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_logits) {
+  const LoadedModel& m = model_->impl();
+  const int n_vocab = m.config.n_vocab;
+  const int n = int(tokens.size());
+  check(n > 0, "eval: no tokens");
+  if (n_past_ + n > n_ctx_)
+    fail("context is full: ", n_past_, " cached + ", n, " new tokens > context size ", n_ctx_,
+         " (use -c to enlarge it)");
+  for (int32_t t : tokens)
+    check(t >= 0 && t < n_vocab, "token id ", t, " is out of range (vocabulary of ", n_vocab, ")");
+  omp_set_num_threads(n_threads_);
+  ForwardFn forward = forward_for_arch(m.config.arch);
+  if (all_logits) batch_logits_.assign(size_t(n) * n_vocab, 0.0f);
+  for (int start = 0; start < n; start += n_batch_) {
+    const int len = std::min(n_batch_, n - start);
+    forward(m, *cache_, tokens.data() + start, len, n_past_, all_logits, *scratch_, logits_);
+    if (all_logits) std::copy(logits_.begin(), logits_.end(), batch_logits_.begin() + size_t(start) * n_vocab);
+    n_past_ += len;
+  }
+  if (all_logits) return batch_logits_;
+  return std::span<const float>(logits_.data(), n_vocab);
+}
+
+}  // namespace kite

@@ -1,0 +1,139 @@
+// kite generate: stream a continuation of a prompt.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/mmap.h"
+#include "kite/kite.h"
+#include "model/config.h"
+
+namespace kite::cli {
+
+namespace {
+
+// Sampling defaults: the model's generation_config.json when it has one (do_sample=false means
+// greedy), else llama.cpp's defaults.
+SamplingParams model_sampling_defaults(const std::string& model_path) {
+  SamplingParams p;
+  const std::string gc = model_path + "/generation_config.json";
+  if (!is_directory(model_path) || !file_exists(gc)) return p;
+  try {
+    auto j = nlohmann::json::parse(read_text_file(gc));
+    if (j.contains("do_sample") && j["do_sample"].is_boolean() && !j["do_sample"].get<bool>()) p.temperature = 0;
+    if (j.contains("temperature") && j["temperature"].is_number()) p.temperature = j["temperature"].get<float>();
+    if (j.contains("top_k") && j["top_k"].is_number()) p.top_k = j["top_k"].get<int>();
+    if (j.contains("top_p") && j["top_p"].is_number()) p.top_p = j["top_p"].get<float>();
+    if (j.contains("repetition_penalty") && j["repetition_penalty"].is_number())
+      p.repeat_penalty = j["repetition_penalty"].get<float>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(gc, ": invalid JSON: ", e.what());
+  }
+  return p;
+}
+
+}  // namespace
+
+Runner add_generate(CLI::App& app) {
+  auto* sub = app.add_subcommand("generate", "generate text from a prompt");
+  struct Opts {
+    ModelFlags mf;
+    std::string prompt, prompt_file;
+    int n_predict = 128, n_ctx = 0, n_threads = 0, n_batch = 512;
+    std::optional<float> temp, top_p, min_p, repeat_penalty;
+    std::optional<int> top_k;
+    float freq_penalty = 0, presence_penalty = 0;
+    int repeat_last_n = 64;
+    int64_t seed = -1;
+    std::vector<std::string> stop;
+    bool json = false, no_bos = false, ignore_eos = false;
+  };
+  auto o = std::make_shared<Opts>();
+  add_model_flags(sub, o->mf);
+  sub->add_option("-p,--prompt", o->prompt, "prompt text");
+  sub->add_option("-f,--file", o->prompt_file, "read the prompt from a file");
+  sub->add_option("-n,--n-predict", o->n_predict, "tokens to generate (-1: until EOS)");
+  sub->add_option("-c,--ctx-size", o->n_ctx, "context size (0: the model's)");
+  sub->add_option("-t,--threads", o->n_threads, "threads (0: all cores)");
+  sub->add_option("-b,--batch-size", o->n_batch, "prompt tokens per forward pass");
+  sub->add_option("--temp", o->temp, "temperature (0: greedy)");
+  sub->add_option("--top-k", o->top_k, "top-k (0: off)");
+  sub->add_option("--top-p", o->top_p, "top-p (1: off)");
+  sub->add_option("--min-p", o->min_p, "min-p (0: off)");
+  sub->add_option("--repeat-penalty", o->repeat_penalty, "repetition penalty (1: off)");
+  sub->add_option("--repeat-last-n", o->repeat_last_n, "tokens the penalties look back at (-1: all)");
+  sub->add_option("--frequency-penalty", o->freq_penalty, "frequency penalty");
+  sub->add_option("--presence-penalty", o->presence_penalty, "presence penalty");
+  sub->add_option("-s,--seed", o->seed, "random seed (-1: random)");
+  sub->add_option("--stop", o->stop, "stop string (repeatable)");
+  sub->add_flag("--no-bos", o->no_bos, "do not add BOS even if the model's tokenizer asks for it");
+  sub->add_flag("--ignore-eos", o->ignore_eos, "keep generating past EOS");
+  sub->add_flag("--json", o->json, "print one JSON object instead of streaming text");
+
+  return [o]() {
+    std::string model_path = o->mf.model.empty() ? default_model_path() : o->mf.model;
+    std::string prompt = o->prompt;
+    if (!o->prompt_file.empty()) prompt = read_text_file(o->prompt_file);
+    ModelLoadOptions lo;
+    lo.tokenizer_path = o->mf.tokenizer;
+    auto model = Model::load(model_path, lo);
+
+    GenerateOptions g;
+    g.n_predict = o->n_predict;
+    g.stop = o->stop;
+    g.stop_at_eos = !o->ignore_eos;
+    SamplingParams& s = g.sampling;
+    s = model_sampling_defaults(model_path);
+    if (o->temp) s.temperature = *o->temp;
+    if (o->top_k) s.top_k = *o->top_k;
+    if (o->top_p) s.top_p = *o->top_p;
+    if (o->min_p) s.min_p = *o->min_p;
+    if (o->repeat_penalty) s.repeat_penalty = *o->repeat_penalty;
+    s.penalty_last_n = o->repeat_last_n;
+    s.frequency_penalty = o->freq_penalty;
+    s.presence_penalty = o->presence_penalty;
+    s.seed = o->seed >= 0 ? uint64_t(o->seed) : std::random_device{}();
+
+    SessionOptions so;
+    so.n_ctx = o->n_ctx;
+    so.n_threads = o->n_threads;
+    so.n_batch = o->n_batch;
+    Session session(model, so);
+    std::vector<int32_t> prompt_ids = model->tokenize(prompt, model->add_bos() && !o->no_bos);
+
+    TokenCallback cb = nullptr;
+    if (!o->json) {
+      std::fputs(prompt.c_str(), stdout);
+      std::fflush(stdout);
+      cb = [](int32_t, const std::string& piece) {
+        std::fputs(piece.c_str(), stdout);
+        std::fflush(stdout);
+        return true;
+      };
+    }
+    GenerateResult r = generate(session, prompt_ids, g, cb);
+    if (o->json) {
+      nlohmann::json j;
+      j["prompt_ids"] = r.prompt_ids;
+      j["ids"] = r.ids;
+      j["text"] = r.text;
+      j["stop_reason"] = r.stop_reason;
+      j["seed"] = s.seed;
+      j["timings"] = {{"prompt_tokens", r.prompt_ids.size()},
+                      {"prompt_ms", r.prompt_ms},
+                      {"gen_tokens", r.ids.size()},
+                      {"gen_ms", r.gen_ms}};
+      std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    } else {
+      std::fputs("\n", stdout);
+      const double pp = r.prompt_ms > 0 ? r.prompt_ids.size() * 1000.0 / r.prompt_ms : 0;
+      const double tg = r.gen_ms > 0 ? r.ids.size() * 1000.0 / r.gen_ms : 0;
+      std::fprintf(stderr, "\nprompt: %zu tokens, %.1f ms (%.1f tok/s) | generated: %zu tokens, %.1f ms (%.1f tok/s) | stop: %s\n",
+                   r.prompt_ids.size(), r.prompt_ms, pp, r.ids.size(), r.gen_ms, tg, r.stop_reason.c_str());
+    }
+    return 0;
+  };
+}
+
+}  // namespace kite::cli
