@@ -206,6 +206,15 @@ std::unique_ptr<SafeTensors> SafeTensors::open_dir(const std::string& dir) {
   if (!file_exists(index))
     fail(dir, ": neither model.safetensors nor model.safetensors.index.json found");
 
+  try {
+    open_index(*st, dir, index);
+  } catch (const json::exception& e) {
+    fail(index, ": malformed index: ", e.what());
+  }
+  return st;
+}
+
+void SafeTensors::open_index(SafeTensors& st, const std::string& dir, const std::string& index) {
   const std::string text = read_text_file(index);
   json j = parse_json_text(index, text.data(), text.data() + text.size());
   auto wm = j.is_object() ? j.find("weight_map") : j.end();
@@ -228,14 +237,13 @@ std::unique_ptr<SafeTensors> SafeTensors::open_dir(const std::string& dir) {
       shards.push_back(shard);
     }
   }
-  for (const std::string& shard : shards) st->add_file(join_path(dir, shard));
+  for (const std::string& shard : shards) st.add_file(join_path(dir, shard));
 
   // Every tensor the index promises must be in the shards.
   for (auto it = wm->begin(); it != wm->end(); ++it)
-    if (!st->tensors_.count(it.key()) && !st->unsupported_.count(it.key()))
+    if (!st.tensors_.count(it.key()) && !st.unsupported_.count(it.key()))
       fail(index, ": tensor '", it.key(), "' is listed for shard '", it->get<std::string>(),
            "' but that shard does not contain it");
-  return st;
 }
 
 const Tensor* SafeTensors::find(const std::string& name) const {

@@ -40,6 +40,7 @@ class SafeTensors {
  private:
   void add_file(const std::string& path);
   void add_file_checked(const std::string& path);
+  static void open_index(SafeTensors& st, const std::string& dir, const std::string& index);
   std::string source_;  // the file or folder opened, for messages
   std::map<std::string, std::string> unsupported_;
   std::vector<std::shared_ptr<MappedFile>> files_;

@@ -1,10 +1,182 @@
 // Chooses the implementation behind each kernel entry point.
+//
+// How SIMD code is selected: hand-written x86 intrinsics, compiled per ISA with target attributes
+// (KITE_BEGIN_AVX2 / KITE_BEGIN_AVX512 regions, see cpu/cpu_kernels.h) inside a baseline x86-64
+// build, and picked at run time from CPUID: one table of function pointers per ISA level.
+// Why not Highway (libhwy 1.0.x is available): the kernels that set the speed are the int8 dot
+// products (vpdpbusd with an embedded broadcast, vpmaddubsw), which Highway 1.0 does not expose,
+// and the float ones depend on register blocking chosen per ISA anyway. Hand-written kernels keep
+// those instructions explicit, and one explicit table per level makes forcing a lower level for
+// tests trivial (Highway's own dispatch would be a second mechanism). An ARM port adds a `neon`
+// namespace (vdotq_s32 / vmlal for int8, fp16 vcvt) and a table row here; the drivers
+// (cpu/matmul.cpp), data layouts and tests are ISA-independent.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/kernels.h"
+
+#if KITE_X86
+#include <cpuid.h>
+#endif
 
 namespace kite::kernels {
 
-void matmul(const Tensor& W, const float* x, float* y, int n_tok) { ref::matmul(W, x, y, n_tok); }
-void rmsnorm(float* out, const float* x, const float* w, int n, float eps) { ref::rmsnorm(out, x, w, n, eps); }
-void softmax(float* x, int n) { ref::softmax(x, n); }
+namespace {
+
+using namespace cpu;
+
+#if KITE_X86
+const TypeKernels kAvx2Types[] = {
+    {DType::F32, ActKind::F32, avx2::matvec_f32, &avx2::gemm_f32, avx2::pack_a_f32_from_f32, 0},
+    {DType::F16, ActKind::F32, avx2::matvec_f16, &avx2::gemm_f32, avx2::pack_a_f32_from_f16, 0},
+    {DType::BF16, ActKind::F32, avx2::matvec_bf16, &avx2::gemm_f32, avx2::pack_a_f32_from_bf16, 0},
+    {DType::Q8_0, ActKind::Q8, avx2::matvec_q8_0, &avx2::gemm_f32, avx2::pack_a_f32_from_q8_0, 0},
+    {DType::Q4_0, ActKind::Q8, avx2::matvec_q4_0, &avx2::gemm_f32, avx2::pack_a_f32_from_q4_0, 0},
+};
+const LevelKernels kAvx2 = {kAvx2Types, int(std::size(kAvx2Types)), avx2::quantize_row_q8,
+                            avx2::rmsnorm, avx2::softmax, avx2::silu_mul, avx2::dot_f32, avx2::axpy, avx2::add};
+
+const TypeKernels kAvx512Types[] = {
+    {DType::F32, ActKind::F32, avx512::matvec_f32, &avx512::gemm_f32, avx512::pack_a_f32_from_f32, 0},
+    {DType::F16, ActKind::F32, avx512::matvec_f16, &avx512::gemm_f32, avx512::pack_a_f32_from_f16, 0},
+    {DType::BF16, ActKind::F32, avx512::matvec_bf16, &avx512::gemm_f32, avx512::pack_a_f32_from_bf16, 0},
+    {DType::Q8_0, ActKind::Q8, avx512::matvec_q8_0, &avx512::gemm_q8, avx512::pack_a_q8_from_q8_0, 128},
+    {DType::Q4_0, ActKind::Q8, avx512::matvec_q4_0, &avx512::gemm_q8, avx512::pack_a_q8_from_q4_0, 8},
+};
+const LevelKernels kAvx512 = {kAvx512Types, int(std::size(kAvx512Types)), avx512::quantize_row_q8,
+                              avx512::rmsnorm, avx512::softmax, avx512::silu_mul, avx512::dot_f32,
+                              avx512::axpy, avx512::add};
+
+// XCR0: which register states the OS saves (a CPU feature is usable only if the OS enables it).
+uint64_t xgetbv0() {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (uint64_t(edx) << 32) | eax;
+}
+
+KernelLevel detect() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return KernelLevel::Ref;
+  const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+  const bool popcnt = c & (1u << 23);
+  if (!(osxsave && avx)) return KernelLevel::Ref;
+  const uint64_t xcr0 = xgetbv0();
+  if ((xcr0 & 0x6) != 0x6) return KernelLevel::Ref;  // SSE and AVX state
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return KernelLevel::Ref;
+  const bool avx2 = b & (1u << 5), bmi1 = b & (1u << 3), bmi2 = b & (1u << 8);
+  const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512cd = b & (1u << 28);
+  const bool avx512bw = b & (1u << 30), avx512vl = b & (1u << 31), vnni = c & (1u << 11);
+  unsigned ea, eb, ec, ed;
+  const bool lzcnt = __get_cpuid(0x80000001, &ea, &eb, &ec, &ed) && (ec & (1u << 5));
+  if (!(avx2 && fma && f16c && bmi1 && bmi2 && popcnt && lzcnt)) return KernelLevel::Ref;
+  const bool zmm_state = (xcr0 & 0xe0) == 0xe0;  // opmask, upper halves of zmm0-15, zmm16-31
+  if (avx512f && avx512dq && avx512cd && avx512bw && avx512vl && vnni && zmm_state) return KernelLevel::Avx512;
+  return KernelLevel::Avx2;
+}
+#else
+KernelLevel detect() { return KernelLevel::Ref; }
+#endif
+
+KernelLevel best() {
+  static const KernelLevel b = detect();
+  return b;
+}
+
+KernelLevel clamp_level(KernelLevel l) { return static_cast<int>(l) > static_cast<int>(best()) ? best() : l; }
+
+// The level at first use: the best one, lowered by KITE_KERNELS if set.
+KernelLevel initial_level() {
+  const char* e = std::getenv("KITE_KERNELS");
+  if (!e || !*e) return best();
+  for (KernelLevel l : {KernelLevel::Ref, KernelLevel::Avx2, KernelLevel::Avx512})
+    if (std::strcmp(e, kernel_level_name(l)) == 0) return clamp_level(l);
+  std::fprintf(stderr, "kite: KITE_KERNELS=%s is not one of ref, avx2, avx512; using %s\n", e,
+               kernel_level_name(best()));
+  return best();
+}
+
+std::atomic<int> g_level{-1};  // -1: not chosen yet
+
+KernelLevel current() {
+  int l = g_level.load(std::memory_order_relaxed);
+  if (l < 0) {
+    l = static_cast<int>(initial_level());
+    g_level.store(l, std::memory_order_relaxed);
+  }
+  return static_cast<KernelLevel>(l);
+}
+
+}  // namespace
+
+KernelLevel best_kernel_level() { return best(); }
+KernelLevel kernel_level() { return current(); }
+KernelLevel set_kernel_level(KernelLevel level) {
+  const KernelLevel l = clamp_level(level);
+  g_level.store(static_cast<int>(l), std::memory_order_relaxed);
+  return l;
+}
+
+const char* kernel_level_name(KernelLevel level) {
+  switch (level) {
+    case KernelLevel::Ref: return "ref";
+    case KernelLevel::Avx2: return "avx2";
+    case KernelLevel::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+const LevelKernels* cpu::active_kernels() {
+  switch (current()) {
+#if KITE_X86
+    case KernelLevel::Avx2: return &kAvx2;
+    case KernelLevel::Avx512: return &kAvx512;
+#endif
+    default: return nullptr;
+  }
+}
+
+// ---- entry points -----------------------------------------------------------------------------
+
+void matmul(const Tensor& W, const float* x, float* y, int n_tok) {
+  const LevelKernels* lk = active_kernels();
+  const TypeKernels* tk = lk ? lk->find(W.type) : nullptr;
+  if (!tk) {  // reference level, or a type without SIMD kernels yet
+    ref::matmul(W, x, y, n_tok);
+    return;
+  }
+  check(W.data != nullptr, "matmul: weight '", W.name, "' has no data");
+  const MatmulShape s{static_cast<const uint8_t*>(W.data), W.row_size(), W.ne[0], W.ne[1], x, y, n_tok};
+  matmul_with(*lk, *tk, s);
+}
+
+void rmsnorm(float* out, const float* x, const float* w, int n, float eps) {
+  const LevelKernels* lk = active_kernels();
+  lk ? lk->rmsnorm(out, x, w, n, eps) : ref::rmsnorm(out, x, w, n, eps);
+}
+void softmax(float* x, int n) {
+  const LevelKernels* lk = active_kernels();
+  lk ? lk->softmax(x, n) : ref::softmax(x, n);
+}
+void silu_mul(float* out, const float* gate, const float* up, int n) {
+  const LevelKernels* lk = active_kernels();
+  lk ? lk->silu_mul(out, gate, up, n) : ref::silu_mul(out, gate, up, n);
+}
+float dot_f32(const float* a, const float* b, int n) {
+  const LevelKernels* lk = active_kernels();
+  return lk ? lk->dot_f32(a, b, n) : ref::dot_f32(a, b, n);
+}
+void axpy(float* y, float a, const float* x, int n) {
+  const LevelKernels* lk = active_kernels();
+  lk ? lk->axpy(y, a, x, n) : ref::axpy(y, a, x, n);
+}
+void add(float* out, const float* a, const float* b, int n) {
+  const LevelKernels* lk = active_kernels();
+  lk ? lk->add(out, a, b, n) : ref::add(out, a, b, n);
+}
 
 }  // namespace kite::kernels

@@ -1,9 +1,13 @@
 // The compute kernels the model calls. Each op has a scalar reference in kernels/ref (the test
 // oracle); kernels/cpu holds SIMD versions chosen at run time by CPU features. The entry points
-// here dispatch to the best available implementation.
+// here dispatch to the best available implementation (see dispatch.cpp).
 //
 // Layout conventions: activations are row-major [n_tok][n], float32. A weight W has
 // ne = {n_in, n_out} (n_out rows of n_in elements) in any type of the quant table.
+//
+// Threads: matmul splits output rows over the OpenMP team (omp_get_max_threads(); it runs on the
+// calling thread alone when called from inside a parallel region or when the matrix is tiny).
+// The element-wise ops are single-threaded: they are called on vectors of a few thousand floats.
 #pragma once
 #include <cstdint>
 
@@ -12,7 +16,11 @@
 namespace kite::kernels {
 
 // y[t][o] = sum_i W[o][i] * x[t][i]   for t < n_tok, o < n_out.   x: [n_tok][n_in], y: [n_tok][n_out]
-// Threads: splits output rows over the OpenMP team.
+// x and y need no particular alignment and must not overlap.
+// Precision: F32/F16/BF16 weights are computed in fp32 (error ~1e-6 of sum|w*x|). For Q8_0/Q4_0
+// weights on the AVX-512 level, the activations are quantized to int8 in blocks of 32 (one fp32
+// scale per block) and dotted in integers, adding at most 0.5*amax_block/127*sum|w| per block
+// (relative RMS error about 3e-3, below the weights' own quantization error).
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]       (n elements; out may alias x)
@@ -21,10 +29,42 @@ void rmsnorm(float* out, const float* x, const float* w, int n, float eps);
 // In-place softmax over n values.
 void softmax(float* x, int n);
 
+// SwiGLU: out[i] = gate[i] * sigmoid(gate[i]) * up[i]        (out may alias gate or up)
+void silu_mul(float* out, const float* gate, const float* up, int n);
+
+// sum_i a[i] * b[i]
+float dot_f32(const float* a, const float* b, int n);
+
+// y[i] += a * x[i]
+void axpy(float* y, float a, const float* x, int n);
+
+// out[i] = a[i] + b[i]                                        (out may alias a or b)
+void add(float* out, const float* a, const float* b, int n);
+
+// ---- implementation selection ------------------------------------------------------------------
+// Which family of SIMD kernels the entry points use. The default is the best the CPU supports;
+// the environment variable KITE_KERNELS=ref|avx2|avx512 (read once, at first use) or
+// set_kernel_level() pick a lower one, e.g. to test the fallbacks on a newer CPU.
+enum class KernelLevel : int {
+  Ref = 0,     // scalar reference code (the oracle)
+  Avx2 = 1,    // x86-64 with AVX2 + FMA + F16C (Haswell / Zen 1 and later)
+  Avx512 = 2,  // AVX-512 F/BW/VL/DQ + VNNI (Ice Lake / Zen 4 and later)
+};
+KernelLevel best_kernel_level();            // the highest level this CPU can run
+KernelLevel kernel_level();                 // the level in use
+// Selects a level; a level above best_kernel_level() is clamped to it. Returns the level now in
+// use. Not thread-safe against concurrent kernel calls: set it before starting work.
+KernelLevel set_kernel_level(KernelLevel level);
+const char* kernel_level_name(KernelLevel level);
+
 namespace ref {
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);
 void softmax(float* x, int n);
+void silu_mul(float* out, const float* gate, const float* up, int n);
+float dot_f32(const float* a, const float* b, int n);
+void axpy(float* y, float a, const float* x, int n);
+void add(float* out, const float* a, const float* b, int n);
 }  // namespace ref
 
 }  // namespace kite::kernels

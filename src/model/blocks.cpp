@@ -3,10 +3,24 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/profile.h"
 #include "kernels/kernels.h"
 #include "quant/quant.h"
 
 namespace kite {
+
+namespace {
+// A matmul, timed under the weight's name when profiling.
+void linear(const Tensor& W, const float* x, float* y, int n_tok) {
+  KITE_PROFILE("matmul", W.name);
+  kernels::matmul(W, x, y, n_tok);
+}
+
+void rmsnorm_rows(float* out, const float* x, const float* w, int n_tok, int d, float eps) {
+  KITE_PROFILE("norm", "rmsnorm");
+  for (int t = 0; t < n_tok; t++) kernels::rmsnorm(out + size_t(t) * d, x + size_t(t) * d, w, d, eps);
+}
+}  // namespace
 
 void Scratch::reserve(const ModelConfig& c, int n_tok) {
   const size_t n = size_t(n_tok);
@@ -91,11 +105,10 @@ void attention(const ModelConfig& c, const KVCache& cache, int layer, const floa
 void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWeights& l, KVCache& cache,
                      int layer, int n_tok, int pos0, Scratch& s) {
   const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
-  for (int t = 0; t < n_tok; t++)
-    kernels::rmsnorm(s.xn.data() + size_t(t) * d, s.x.data() + size_t(t) * d, l.attn_norm, d, c.rms_eps);
-  kernels::matmul(*l.wq, s.xn.data(), s.q.data(), n_tok);
-  kernels::matmul(*l.wk, s.xn.data(), s.k.data(), n_tok);
-  kernels::matmul(*l.wv, s.xn.data(), s.v.data(), n_tok);
+  rmsnorm_rows(s.xn.data(), s.x.data(), l.attn_norm, n_tok, d, c.rms_eps);
+  linear(*l.wq, s.xn.data(), s.q.data(), n_tok);
+  linear(*l.wk, s.xn.data(), s.k.data(), n_tok);
+  linear(*l.wv, s.xn.data(), s.v.data(), n_tok);
   if (l.bq) {
     for (int t = 0; t < n_tok; t++) {
       for (int i = 0; i < q_dim; i++) s.q[size_t(t) * q_dim + i] += l.bq[i];
@@ -103,28 +116,36 @@ void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWei
       for (int i = 0; i < kv_dim; i++) s.v[size_t(t) * kv_dim + i] += l.bv[i];
     }
   }
-  apply_rope(c, w.rope_freq_factors, s.q.data(), n_tok, c.n_head, pos0);
-  apply_rope(c, w.rope_freq_factors, s.k.data(), n_tok, c.n_head_kv, pos0);
+  {
+    KITE_PROFILE("rope", "rope");
+    apply_rope(c, w.rope_freq_factors, s.q.data(), n_tok, c.n_head, pos0);
+    apply_rope(c, w.rope_freq_factors, s.k.data(), n_tok, c.n_head_kv, pos0);
+  }
   for (int t = 0; t < n_tok; t++) {
     std::copy_n(s.k.data() + size_t(t) * kv_dim, kv_dim, cache.k(layer, pos0 + t));
     std::copy_n(s.v.data() + size_t(t) * kv_dim, kv_dim, cache.v(layer, pos0 + t));
   }
-  attention(c, cache, layer, s.q.data(), n_tok, pos0, s.att.data());
-  kernels::matmul(*l.wo, s.att.data(), s.proj.data(), n_tok);
+  {
+    KITE_PROFILE("attention", "attention");
+    attention(c, cache, layer, s.q.data(), n_tok, pos0, s.att.data());
+  }
+  linear(*l.wo, s.att.data(), s.proj.data(), n_tok);
   for (size_t i = 0; i < size_t(n_tok) * d; i++) s.x[i] += s.proj[i];
 }
 
 void ffn_block(const ModelConfig& c, const LayerWeights& l, int n_tok, Scratch& s) {
   const int d = c.n_embd;
-  for (int t = 0; t < n_tok; t++)
-    kernels::rmsnorm(s.xn.data() + size_t(t) * d, s.x.data() + size_t(t) * d, l.ffn_norm, d, c.rms_eps);
-  kernels::matmul(*l.w_gate, s.xn.data(), s.gate.data(), n_tok);
-  kernels::matmul(*l.w_up, s.xn.data(), s.up.data(), n_tok);
-  for (size_t i = 0; i < size_t(n_tok) * c.n_ff; i++) {
-    const float g = s.gate[i];
-    s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
+  rmsnorm_rows(s.xn.data(), s.x.data(), l.ffn_norm, n_tok, d, c.rms_eps);
+  linear(*l.w_gate, s.xn.data(), s.gate.data(), n_tok);
+  linear(*l.w_up, s.xn.data(), s.up.data(), n_tok);
+  {
+    KITE_PROFILE("ffn", "swiglu");
+    for (size_t i = 0; i < size_t(n_tok) * c.n_ff; i++) {
+      const float g = s.gate[i];
+      s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
+    }
   }
-  kernels::matmul(*l.w_down, s.gate.data(), s.proj.data(), n_tok);
+  linear(*l.w_down, s.gate.data(), s.proj.data(), n_tok);
   for (size_t i = 0; i < size_t(n_tok) * d; i++) s.x[i] += s.proj[i];
 }
 
@@ -137,7 +158,7 @@ void output_logits(const ModelConfig& c, const ModelWeights& w, int n_tok, bool 
     kernels::rmsnorm(s.xn.data() + size_t(t - first) * d, s.x.data() + size_t(t) * d, w.output_norm, d,
                      c.rms_eps);
   logits.resize(size_t(n_out) * c.n_vocab);
-  kernels::matmul(*w.output, s.xn.data(), logits.data(), n_out);
+  linear(*w.output, s.xn.data(), logits.data(), n_out);
 }
 
 }  // namespace kite

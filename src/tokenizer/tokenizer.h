@@ -34,7 +34,26 @@ struct VocabData {
   bool add_bos = false, add_eos = false;
   bool add_space_prefix = true;         // SPM: prepend "▁" to the text (HF Metaspace prepend_scheme "first")
   bool remove_extra_whitespaces = false;// SPM normaliser option (tokenizer.model)
+
+  // ---- added to the original interface ----
+  // SPM: a character no piece covers becomes its <0xXX> byte tokens; all 256 must then exist.
+  // (Without it such a character becomes UNK.) Loaders set it from the file, or when the vocab
+  // has byte tokens.
+  bool byte_fallback = false;
+  // BPE: a pre-tokenized word that is itself a token is emitted whole (Llama 3's ignore_merges).
+  bool ignore_merges = false;
+  // SPM from tokenizer.json with a splitting Metaspace pre-tokenizer: every "▁" starts a new word
+  // and merges never cross words.
+  bool spm_split_words = false;
+  // Added tokens that swallow the whitespace before (lstrip) or after (rstrip) them.
+  std::vector<int32_t> lstrip_ids, rstrip_ids;
+  // More end-of-generation ids (generation_config.json eos lists, GGUF eom id, ...).
+  std::vector<int32_t> eog_ids;
+  // Where the vocabulary came from, for error messages.
+  std::string source;
 };
+// How merges are chosen: SPM with empty `merges` merges by score, as SentencePiece/llama.cpp do;
+// SPM with merges (tokenizer.json) and BPE merge by rank, as Hugging Face does.
 
 class Tokenizer {
  public:
@@ -51,6 +70,8 @@ class Tokenizer {
   // HF folder: prefers tokenizer.json, else tokenizer.model; reads tokenizer_config.json for
   // add_bos/add_eos and special tokens. Error when the folder has neither.
   static Tokenizer from_hf_dir(const std::string& dir);
+  // GPT-2 style Hugging Face pair vocab.json + merges.txt (byte-level BPE, GPT-2 pre-tokenizer).
+  static Tokenizer from_vocab_merges(const std::string& vocab_json, const std::string& merges_txt);
 
   // Encodes text. add_bos prepends BOS (when the vocab has one). parse_special: text matching a
   // special/added token's content becomes that token (as llama.cpp's parse_special=true).
@@ -78,7 +99,10 @@ class Tokenizer {
 // tokens are held back until the character is complete.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
+  // strip_leading_space: drop the space SPM adds at the start of the first non-empty piece, as
+  // decode(ids, true) does. Pass false when the stream continues earlier text.
+  explicit StreamDecoder(const Tokenizer& tok, bool strip_leading_space = true)
+      : tok_(tok), first_(strip_leading_space) {}
   // Appends a token; returns the text that is now complete.
   std::string push(int32_t id);
   // Returns whatever is held back (invalid trailing bytes become U+FFFD).
@@ -86,6 +110,8 @@ class StreamDecoder {
 
  private:
   const Tokenizer& tok_;
+  std::string take(bool final);
+
   std::string pending_;
   bool first_ = true;
 };

@@ -13,6 +13,8 @@ Runner add_generate(CLI::App& app);
 Runner add_perplexity(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_info(CLI::App& app);
+Runner add_gen_model(CLI::App& app);
+Runner add_bench(CLI::App& app);
 
 // Shared flags.
 struct ModelFlags {

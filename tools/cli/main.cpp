@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   runners["perplexity"] = kite::cli::add_perplexity(app);
   runners["tokenize"] = kite::cli::add_tokenize(app);
   runners["info"] = kite::cli::add_info(app);
+  runners["gen-model"] = kite::cli::add_gen_model(app);
+  runners["bench"] = kite::cli::add_bench(app);
   CLI11_PARSE(app, argc, argv);
   try {
     for (auto* sub : app.get_subcommands()) return runners.at(sub->get_name())();

@@ -1,4 +1,5 @@
 // Scalar reference kernels: the simplest correct code, used as the oracle for SIMD kernels.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -42,6 +43,27 @@ void softmax(float* x, int n) {
   for (int i = 0; i < n; i++) { x[i] = std::exp(x[i] - mx); sum += x[i]; }
   const float inv = float(1.0 / sum);
   for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void silu_mul(float* out, const float* gate, const float* up, int n) {
+  for (int i = 0; i < n; i++) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+float dot_f32(const float* a, const float* b, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) s += double(a[i]) * b[i];
+  return float(s);
+}
+
+void axpy(float* y, float a, const float* x, int n) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void add(float* out, const float* a, const float* b, int n) {
+  for (int i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 }  // namespace kite::kernels::ref

@@ -1,0 +1,181 @@
+// Internal interface of the SIMD kernels: the data layouts they exchange and the per-ISA function
+// tables that dispatch.cpp selects from. Nothing here is visible to the model (see kernels.h).
+//
+// A matmul is computed by one of two paths, both driven by matmul.cpp:
+//  * matvec (n_tok <= kMaxMatvecTok, decode): reads the weights straight from the file layout,
+//    several rows at a time, all tokens per weight load. Memory-bound: the goal is to stream W once.
+//  * GEMM (prompt): weights are repacked per (row panel, k block) into a small, L1-resident
+//    "A panel"; activations are packed once per call into "B tiles" of nr tokens. A micro-kernel
+//    computes mr rows x nr tokens at a time so that every weight load feeds nr tokens. Compute-bound.
+//
+// Each weight type is one TypeKernels row per ISA level: its matvec, the GEMM engine it uses and
+// the function that repacks its rows into that engine's A-panel format. Adding a type (e.g. Q4_K)
+// is a new row plus those functions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+// ---- compiling code for an ISA the build does not assume ----------------------------------------
+// The library is compiled for baseline x86-64; SIMD code is compiled for its ISA by wrapping it in
+// KITE_BEGIN_<ISA> ... KITE_END_TARGET (every function defined in between gets the target
+// attribute) and is only reached through the tables after a run-time CPU check. Keep standard
+// library headers outside these regions so that no std:: inline function is compiled for a newer
+// ISA (the linker could otherwise pick that copy for baseline callers).
+#if defined(__x86_64__) || defined(_M_X64)
+#define KITE_X86 1
+#define KITE_ISA_AVX2 "avx2,fma,f16c,bmi,bmi2,popcnt,lzcnt"
+#define KITE_ISA_AVX512 KITE_ISA_AVX2 ",avx512f,avx512bw,avx512vl,avx512dq,avx512cd,avx512vnni"
+#if defined(__clang__)
+#define KITE_BEGIN_TARGET(isa) \
+  _Pragma(KITE_STR(clang attribute push(__attribute__((target(isa))), apply_to = function)))
+#define KITE_END_TARGET _Pragma("clang attribute pop")
+#else
+#define KITE_BEGIN_TARGET(isa) _Pragma("GCC push_options") _Pragma(KITE_STR(GCC target(isa)))
+#define KITE_END_TARGET _Pragma("GCC pop_options")
+#endif
+#define KITE_STR(...) #__VA_ARGS__
+#define KITE_BEGIN_AVX2 KITE_BEGIN_TARGET(KITE_ISA_AVX2)
+#define KITE_BEGIN_AVX512 KITE_BEGIN_TARGET(KITE_ISA_AVX512)
+#endif
+
+namespace kite::kernels::cpu {
+
+// Most tokens the matvec path takes; above it the GEMM path repacks the weights. Matvec reads W
+// once for all its tokens, so this trades its compute rate (lower than GEMM's) against the
+// repacking cost.
+constexpr int kMaxMatvecTok = 4;
+
+// ---- activations quantized to int8 (matvec path of the int8 types) --------------------------------
+// Blocks of 32 along n_in, one fp32 scale each: x ≈ d * q with q in [-127, 127] (never -128, so
+// sign tricks and |q| fit in int8). The error per element is at most d/2 = amax_block/254.
+constexpr int kQBlock = 32;
+struct ActQ8 {
+  int8_t* qs;   // [n_tok][n_in]
+  float* d;     // [n_tok][n_in/32]
+  int32_t* s;   // [n_tok][n_in/32]   sum of the block's q (for weights stored with a zero point)
+};
+using QuantizeRowFn = void (*)(const float* x, int64_t n, int8_t* qs, float* d, int32_t* s);
+void quantize_row_q8_ref(const float* x, int64_t n, int8_t* qs, float* d, int32_t* s);
+
+// ---- matvec ---------------------------------------------------------------------------------------
+struct MatvecArgs {
+  const uint8_t* w;   // row o of W starts at w + o * w_stride
+  size_t w_stride;    // bytes per weight row
+  int64_t n_in;
+  int64_t n_out;      // also the row stride of y
+  const float* x;     // [n_tok][n_in]  float activations (F32/F16/BF16 weights)
+  ActQ8 xq;           // quantized activations (Q8_0/Q4_0 weights)
+  float* y;           // [n_tok][n_out]
+  int n_tok;          // 1 .. kMaxMatvecTok
+};
+// Computes output rows [r0, r1) for all tokens.
+using MatvecFn = void (*)(const MatvecArgs& a, int64_t r0, int64_t r1);
+
+// ---- GEMM ---------------------------------------------------------------------------------------
+// An engine is a micro-kernel with its two packed formats. A panels hold mr weight rows x kc
+// (k0..k0+kc) in the engine's layout; B tiles hold nr tokens x all n_in.
+struct GemmEngine {
+  const char* name;
+  int mr;   // weight rows per A panel (micro-kernel height)
+  int nr;   // tokens per B tile (micro-kernel width); the last tile may have fewer
+  int kc;   // k elements per A panel (multiple of 32): sized so the panel stays in L1
+  size_t (*b_tile_bytes)(int nr, int64_t n_in);
+  size_t (*b_offset)(int nr, int64_t k0);  // bytes from a tile's start to column k0 (k0 % 32 == 0)
+  // Packs nr tokens x[t][0..n_in) (row stride ldx) into a B tile. zero_point: see TypeKernels.
+  void (*pack_b)(const float* x, int64_t ldx, int nr, int64_t n_in, int zero_point, void* tile);
+  size_t a_panel_bytes;  // bytes of one A panel (mr x kc)
+  // y[t][r] (+)= sum_k A[r][k] * B[t][k] for r < rows, t < nr over the panel's kc columns; b points
+  // at the tile's column k0. accumulate: add to y instead of overwriting it.
+  void (*kernel)(const void* a, const void* b, int nr, int64_t kc, float* y, int64_t ldy, int rows,
+                 bool accumulate);
+};
+// Packs rows [0, rows) (rows <= mr; missing rows become zeros) of W, columns [k0, k0 + kc), into an
+// A panel. Row r starts at w + r * w_stride.
+using PackAFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc,
+                         void* panel);
+
+// How the activations are prepared for the matvec path.
+enum class ActKind { F32, Q8 };
+
+// One row of the kernel table: everything needed to multiply by weights of one type.
+struct TypeKernels {
+  DType type;
+  ActKind act;              // matvec activation format
+  MatvecFn matvec;
+  const GemmEngine* gemm;   // nullptr: the GEMM path falls back to matvec over token groups
+  PackAFn pack_a;           // rows of this type -> gemm's A panel
+  int zero_point;           // int8 engine: weights are packed as unsigned q + zero_point
+};
+
+// Everything one ISA level provides.
+struct LevelKernels {
+  const TypeKernels* types;
+  int n_types;
+  QuantizeRowFn quantize_row_q8;
+  void (*rmsnorm)(float* out, const float* x, const float* w, int n, float eps);
+  void (*softmax)(float* x, int n);
+  void (*silu_mul)(float* out, const float* gate, const float* up, int n);
+  float (*dot_f32)(const float* a, const float* b, int n);
+  void (*axpy)(float* y, float a, const float* x, int n);
+  void (*add)(float* out, const float* a, const float* b, int n);
+
+  const TypeKernels* find(DType t) const {
+    for (int i = 0; i < n_types; i++)
+      if (types[i].type == t) return &types[i];
+    return nullptr;
+  }
+};
+
+// The table of the level in use (nullptr for the reference level); set by dispatch.cpp.
+const LevelKernels* active_kernels();
+
+// Runs a matmul with the kernels of one type (matmul.cpp): threads, scratch, path choice.
+struct MatmulShape {
+  const uint8_t* w;  // row o at w + o * w_stride
+  size_t w_stride;
+  int64_t n_in, n_out;
+  const float* x;    // [n_tok][n_in]
+  float* y;          // [n_tok][n_out]
+  int n_tok;
+};
+void matmul_with(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s);
+
+#if KITE_X86
+// Per-ISA implementations, defined in the kernel files; the tables are in dispatch.cpp.
+#define KITE_DECLARE_ISA_KERNELS                                                                  \
+  void quantize_row_q8(const float* x, int64_t n, int8_t* qs, float* d, int32_t* s);               \
+  void matvec_f32(const MatvecArgs& a, int64_t r0, int64_t r1);                                    \
+  void matvec_f16(const MatvecArgs& a, int64_t r0, int64_t r1);                                    \
+  void matvec_bf16(const MatvecArgs& a, int64_t r0, int64_t r1);                                   \
+  void matvec_q8_0(const MatvecArgs& a, int64_t r0, int64_t r1);                                   \
+  void matvec_q4_0(const MatvecArgs& a, int64_t r0, int64_t r1);                                   \
+  extern const GemmEngine gemm_f32;                                                                \
+  void pack_a_f32_from_f32(const uint8_t*, size_t, int, int64_t, int64_t, void*);                  \
+  void pack_a_f32_from_f16(const uint8_t*, size_t, int, int64_t, int64_t, void*);                  \
+  void pack_a_f32_from_bf16(const uint8_t*, size_t, int, int64_t, int64_t, void*);                 \
+  void rmsnorm(float* out, const float* x, const float* w, int n, float eps);                      \
+  void softmax(float* x, int n);                                                                   \
+  void silu_mul(float* out, const float* gate, const float* up, int n);                            \
+  float dot_f32(const float* a, const float* b, int n);                                            \
+  void axpy(float* y, float a, const float* x, int n);                                             \
+  void add(float* out, const float* a, const float* b, int n);
+
+namespace avx2 {
+KITE_DECLARE_ISA_KERNELS
+// Without VNNI the quantized types use the fp32 engine, dequantizing while packing.
+void pack_a_f32_from_q8_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+void pack_a_f32_from_q4_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+}  // namespace avx2
+namespace avx512 {
+KITE_DECLARE_ISA_KERNELS
+// int8 engine (VNNI): weights packed as unsigned bytes, activations as signed int8.
+extern const GemmEngine gemm_q8;
+void pack_b_q8(const float* x, int64_t ldx, int nr, int64_t n_in, int zero_point, void* tile);
+void pack_a_q8_from_q8_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+void pack_a_q8_from_q4_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+}  // namespace avx512
+#endif
+
+}  // namespace kite::kernels::cpu

@@ -1,0 +1,258 @@
+// fp32 GEMM engine (prompt path) for F32/F16/BF16 weights, and on AVX2 also for Q8_0/Q4_0.
+//
+// Micro-kernel: MR weight rows x NR tokens held in registers as MR/W x NR vector accumulators
+// (W = lanes per vector). Per k: load MR/W vectors of the A panel (MR rows at column k), broadcast
+// each token's x[t][k] from the B tile and FMA. Every weight loaded feeds NR tokens and every
+// broadcast feeds MR rows, so loads stay well below the 2 FMAs per cycle the core can issue.
+//   AVX-512: MR = 32 (2 zmm), NR = 12 -> 24 accumulators + 2 weights + 1 broadcast of 32 registers.
+//   AVX2:    MR = 16 (2 ymm), NR = 6  -> 12 accumulators + 2 weights + 1 broadcast of 16 registers.
+// Each accumulator is MR/2 consecutive rows of one token, i.e. contiguous in y[t][.]: stored with
+// one (masked at the edge) vector store.
+//
+// Layouts (all fp32):
+//   A panel: [kc][MR]       column k of MR rows, widened from the weight type (pack_a_f32_from_*)
+//   B tile:  [n_in][nr]     all columns of nr tokens, transposed from x (pack_b)
+#include <cstring>
+
+#include "core/dtype.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+#if KITE_X86
+#include <immintrin.h>
+
+namespace kite::kernels::cpu {
+namespace {
+
+size_t b_tile_bytes_f32(int nr, int64_t n_in) { return static_cast<size_t>(n_in) * nr * sizeof(float); }
+size_t b_offset_f32(int nr, int64_t k0) { return static_cast<size_t>(k0) * nr * sizeof(float); }
+
+// B tile [n_in][nr] from x [nr][ldx]. Runs once per call over all activations: plain transposing
+// copy (its cost is a small fraction of the GEMM's).
+void pack_b_f32(const float* x, int64_t ldx, int nr, int64_t n_in, int, void* tile) {
+  float* b = static_cast<float*>(tile);
+  for (int t = 0; t < nr; t++)
+    for (int64_t k = 0; k < n_in; k++) b[k * nr + t] = x[t * ldx + k];
+}
+
+// Writes rows [0, rows) x columns [0, kc) of row-major `src` ([rows][kc]) into an A panel
+// [kc][mr], zero-filling rows >= rows. Strided scalar stores: the panel is built once per call
+// per weight element, so this is small next to the nr-fold reuse in the micro-kernel.
+void transpose_into_panel(const float* src, int rows, int64_t kc, int mr, float* panel) {
+  for (int r = 0; r < mr; r++) {
+    if (r < rows) {
+      for (int64_t k = 0; k < kc; k++) panel[k * mr + r] = src[r * kc + k];
+    } else {
+      for (int64_t k = 0; k < kc; k++) panel[k * mr + r] = 0.0f;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kite::kernels::cpu
+
+// ================================================================================== AVX2 =========
+KITE_BEGIN_AVX2
+namespace kite::kernels::cpu::avx2 {
+namespace {
+
+constexpr int kMR = 16, kNR = 6, kKC = 256;
+
+// Row converters: elements [k0, k0 + n) of one weight row -> fp32 (k0 % 32 == 0 for block types).
+void row_f32(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  std::memcpy(out, reinterpret_cast<const float*>(w) + k0, n * sizeof(float));
+}
+void row_f16(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  const uint16_t* p = reinterpret_cast<const uint16_t*>(w) + k0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i))));
+  for (; i < n; i++) out[i] = f16_to_f32(p[i]);
+}
+void row_bf16(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  const uint16_t* p = reinterpret_cast<const uint16_t*>(w) + k0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)));
+    _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+  }
+  for (; i < n; i++) out[i] = fp32_from_bits(uint32_t(p[i]) << 16);
+}
+void row_q8_0(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(w) + k0 / QK8_0;
+  for (int64_t b = 0; b < n / QK8_0; b++) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d));
+    for (int j = 0; j < QK8_0; j += 8) {
+      const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk[b].qs + j)));
+      _mm256_storeu_ps(out + b * QK8_0 + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(q)));
+    }
+  }
+}
+void row_q4_0(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w) + k0 / QK4_0;
+  for (int64_t b = 0; b < n / QK4_0; b++) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d));
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[b].qs));
+    const __m128i m = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m), eight);                     // elements 0..15
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m), eight);  // elements 16..31
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int j = 0; j < 4; j++)
+      _mm256_storeu_ps(out + b * QK4_0 + 8 * j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[j]))));
+  }
+}
+
+template <void (*Row)(const uint8_t*, int64_t, int64_t, float*)>
+void pack_a(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
+  alignas(32) float tmp[kMR * kKC];  // [rows][kc] widened weights
+  for (int r = 0; r < rows; r++) Row(w + r * w_stride, k0, kc, tmp + r * kc);
+  transpose_into_panel(tmp, rows, kc, kMR, static_cast<float*>(panel));
+}
+
+template <int NR>
+void micro_kernel(const float* a, const float* b, int64_t kc, float* y, int64_t ldy, int rows, bool accumulate) {
+  __m256 c0[NR], c1[NR];  // rows 0..7 and 8..15 of token t
+  for (int t = 0; t < NR; t++) c0[t] = c1[t] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    const __m256 a0 = _mm256_load_ps(a + k * kMR), a1 = _mm256_load_ps(a + k * kMR + 8);
+    for (int t = 0; t < NR; t++) {
+      const __m256 bt = _mm256_broadcast_ss(b + k * NR + t);
+      c0[t] = _mm256_fmadd_ps(a0, bt, c0[t]);
+      c1[t] = _mm256_fmadd_ps(a1, bt, c1[t]);
+    }
+  }
+  if (rows == kMR) {
+    for (int t = 0; t < NR; t++) {
+      float* yt = y + t * ldy;
+      if (accumulate) {
+        c0[t] = _mm256_add_ps(c0[t], _mm256_loadu_ps(yt));
+        c1[t] = _mm256_add_ps(c1[t], _mm256_loadu_ps(yt + 8));
+      }
+      _mm256_storeu_ps(yt, c0[t]);
+      _mm256_storeu_ps(yt + 8, c1[t]);
+    }
+  } else {  // edge panel: go through memory
+    alignas(32) float c[kMR];
+    for (int t = 0; t < NR; t++) {
+      _mm256_store_ps(c, c0[t]);
+      _mm256_store_ps(c + 8, c1[t]);
+      float* yt = y + t * ldy;
+      for (int r = 0; r < rows; r++) yt[r] = accumulate ? yt[r] + c[r] : c[r];
+    }
+  }
+}
+
+void kernel(const void* a, const void* b, int nr, int64_t kc, float* y, int64_t ldy, int rows, bool accumulate) {
+  const float* A = static_cast<const float*>(a);
+  const float* B = static_cast<const float*>(b);
+  switch (nr) {
+    case 1: micro_kernel<1>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 2: micro_kernel<2>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 3: micro_kernel<3>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 4: micro_kernel<4>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 5: micro_kernel<5>(A, B, kc, y, ldy, rows, accumulate); break;
+    default: micro_kernel<6>(A, B, kc, y, ldy, rows, accumulate); break;
+  }
+}
+
+}  // namespace
+
+void pack_a_f32_from_f32(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_f32>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_f16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_f16>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_bf16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_bf16>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_q8_0(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_q8_0>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_q4_0(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_q4_0>(w, s, rows, k0, kc, p); }
+
+const GemmEngine gemm_f32 = {"avx2-f32", kMR, kNR, kKC, b_tile_bytes_f32, b_offset_f32, pack_b_f32,
+                             sizeof(float) * kMR * kKC, kernel};
+
+}  // namespace kite::kernels::cpu::avx2
+KITE_END_TARGET
+
+// ================================================================================ AVX-512 ========
+KITE_BEGIN_AVX512
+namespace kite::kernels::cpu::avx512 {
+namespace {
+
+constexpr int kMR = 32, kNR = 12, kKC = 256;  // A panel: 256 x 32 floats = 32 KiB (L1)
+
+void row_f32(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  std::memcpy(out, reinterpret_cast<const float*>(w) + k0, n * sizeof(float));
+}
+void row_f16(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  const uint16_t* p = reinterpret_cast<const uint16_t*>(w) + k0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + i)));
+  }
+}
+void row_bf16(const uint8_t* w, int64_t k0, int64_t n, float* out) {
+  const uint16_t* p = reinterpret_cast<const uint16_t*>(w) + k0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p + i));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+  }
+}
+
+template <void (*Row)(const uint8_t*, int64_t, int64_t, float*)>
+void pack_a(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
+  alignas(64) float tmp[kMR * kKC];  // [rows][kc] widened weights
+  for (int r = 0; r < rows; r++) Row(w + r * w_stride, k0, kc, tmp + r * kc);
+  transpose_into_panel(tmp, rows, kc, kMR, static_cast<float*>(panel));
+}
+
+template <int NR>
+void micro_kernel(const float* a, const float* b, int64_t kc, float* y, int64_t ldy, int rows, bool accumulate) {
+  __m512 c0[NR], c1[NR];  // rows 0..15 and 16..31 of token t
+  for (int t = 0; t < NR; t++) c0[t] = c1[t] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    const __m512 a0 = _mm512_load_ps(a + k * kMR), a1 = _mm512_load_ps(a + k * kMR + 16);
+    for (int t = 0; t < NR; t++) {
+      const __m512 bt = _mm512_set1_ps(b[k * NR + t]);
+      c0[t] = _mm512_fmadd_ps(a0, bt, c0[t]);
+      c1[t] = _mm512_fmadd_ps(a1, bt, c1[t]);
+    }
+  }
+  const __mmask16 m0 = rows >= 16 ? 0xffff : static_cast<__mmask16>((1u << rows) - 1);
+  const __mmask16 m1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : static_cast<__mmask16>((1u << (rows - 16)) - 1);
+  for (int t = 0; t < NR; t++) {
+    float* yt = y + t * ldy;
+    if (accumulate) {
+      c0[t] = _mm512_add_ps(c0[t], _mm512_maskz_loadu_ps(m0, yt));
+      c1[t] = _mm512_add_ps(c1[t], _mm512_maskz_loadu_ps(m1, yt + 16));
+    }
+    _mm512_mask_storeu_ps(yt, m0, c0[t]);
+    _mm512_mask_storeu_ps(yt + 16, m1, c1[t]);
+  }
+}
+
+void kernel(const void* a, const void* b, int nr, int64_t kc, float* y, int64_t ldy, int rows, bool accumulate) {
+  const float* A = static_cast<const float*>(a);
+  const float* B = static_cast<const float*>(b);
+  switch (nr) {
+    case 1: micro_kernel<1>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 2: micro_kernel<2>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 3: micro_kernel<3>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 4: micro_kernel<4>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 5: micro_kernel<5>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 6: micro_kernel<6>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 7: micro_kernel<7>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 8: micro_kernel<8>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 9: micro_kernel<9>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 10: micro_kernel<10>(A, B, kc, y, ldy, rows, accumulate); break;
+    case 11: micro_kernel<11>(A, B, kc, y, ldy, rows, accumulate); break;
+    default: micro_kernel<12>(A, B, kc, y, ldy, rows, accumulate); break;
+  }
+}
+
+}  // namespace
+
+void pack_a_f32_from_f32(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_f32>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_f16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_f16>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_bf16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_bf16>(w, s, rows, k0, kc, p); }
+
+const GemmEngine gemm_f32 = {"avx512-f32", kMR, kNR, kKC, b_tile_bytes_f32, b_offset_f32, pack_b_f32,
+                             sizeof(float) * kMR * kKC, kernel};
+
+}  // namespace kite::kernels::cpu::avx512
+KITE_END_TARGET
+#endif  // KITE_X86

@@ -1,0 +1,144 @@
+// int8 GEMM engine (prompt path) for Q8_0 and Q4_0 weights on AVX-512 VNNI.
+//
+// The activations are quantized once per call to int8 blocks of 32 with an fp32 scale (the B
+// tiles, quantize_act.cpp: pack_b_q8); the weights' int8/int4 values are used as they are, so the
+// only approximation is the activation rounding (see kernels.h).
+//
+// Micro-kernel: 16 weight rows (one zmm of int32 lanes, lane = row) x NR = 12 tokens. For each
+// block of 32 columns and each group of 4 columns, one vpdpbusd multiplies the 16 rows' 4 weight
+// bytes (one zmm load from the A panel) by one token's 4 activation bytes (an embedded broadcast
+// from the B tile) and adds the 4 products into the row's lane: 64 multiply-adds per instruction,
+// and each weight vector feeds 12 tokens. After the 8 groups of a block, each token's int32 lanes
+// are converted and scaled by d_w[row] * d_x[token] into fp32 accumulators:
+//   per block and token: 8 vpdpbusd + 3 fp32 ops (cvt, mul, fma).
+// Registers: 12 int32 + 12 fp32 accumulators + weights + scales (of 32 zmm).
+//
+// vpdpbusd takes the unsigned operand from the register and the signed one from memory, so the
+// weights are stored unsigned as q + zero_point (Q8_0: q + 128; Q4_0: the raw nibble, q + 8) and
+// the int32 accumulators start at -zero_point * sum(x_block) (stored in the B tile), which cancels
+// the offset exactly.
+//
+// A panel layout, per block of 32 columns (kARecord = 576 bytes, 64-byte aligned):
+//   uint8 w[8][16][4]   group g: bytes 4g..4g+3 of each of the 16 rows (one zmm)
+//   float dw[16]        the rows' block scales (0 for rows past the matrix edge)
+#include <cstring>
+
+#include "core/dtype.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+#if KITE_X86
+#include <immintrin.h>
+
+KITE_BEGIN_AVX512
+namespace kite::kernels::cpu::avx512 {
+namespace {
+
+constexpr int kMR = 16, kNR = 12;
+constexpr int kKC = 1024;                       // A panel: 32 blocks x 576 B = 18 KiB (L1)
+constexpr int kARecord = 8 * 16 * 4 + 16 * 4;  // bytes per block in the A panel
+constexpr int kBPerToken = kQBlock + 8;        // bytes per block and token in a B tile
+
+size_t b_tile_bytes(int nr, int64_t n_in) { return static_cast<size_t>(n_in / kQBlock) * nr * kBPerToken; }
+size_t b_offset(int nr, int64_t k0) { return static_cast<size_t>(k0 / kQBlock) * nr * kBPerToken; }
+
+// Stores one row's 32 unsigned weight bytes of a block into the panel record.
+inline void put_row(uint8_t* rec, int r, __m256i q) {
+  alignas(32) uint32_t g[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(g), q);
+  for (int j = 0; j < 8; j++) std::memcpy(rec + j * 64 + r * 4, &g[j], 4);
+}
+
+inline void zero_rows(uint8_t* rec, int rows) {
+  for (int r = rows; r < kMR; r++) {
+    put_row(rec, r, _mm256_setzero_si256());
+    reinterpret_cast<float*>(rec + 512)[r] = 0.0f;
+  }
+}
+
+template <int NR>
+void micro_kernel(const uint8_t* a, const uint8_t* b, int64_t nb, float* y, int64_t ldy, int rows, bool accumulate) {
+  constexpr int64_t kBRecord = NR * kBPerToken;  // bytes per block in this B tile
+  __m512 f[NR];                                  // fp32 sums: 16 rows of token t
+  for (int t = 0; t < NR; t++) f[t] = _mm512_setzero_ps();
+  for (int64_t blk = 0; blk < nb; blk++) {
+    const uint8_t* ab = a + blk * kARecord;
+    const uint8_t* bb = b + blk * kBRecord;
+    const int32_t* corr = reinterpret_cast<const int32_t*>(bb + NR * (kQBlock + 4));
+    const float* dx = reinterpret_cast<const float*>(bb + NR * kQBlock);
+    __m512i acc[NR];  // int32 block sums: 16 rows of token t
+    for (int t = 0; t < NR; t++) acc[t] = _mm512_set1_epi32(corr[t]);
+    for (int g = 0; g < 8; g++) {
+      const __m512i wv = _mm512_load_si512(ab + g * 64);
+      const int32_t* xg = reinterpret_cast<const int32_t*>(bb + g * NR * 4);
+      for (int t = 0; t < NR; t++) acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32(xg[t]));
+    }
+    const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(ab + 512));
+    for (int t = 0; t < NR; t++)
+      f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, _mm512_set1_ps(dx[t])), f[t]);
+  }
+  const __mmask16 m = rows >= 16 ? 0xffff : static_cast<__mmask16>((1u << rows) - 1);
+  for (int t = 0; t < NR; t++) {
+    float* yt = y + t * ldy;
+    if (accumulate) f[t] = _mm512_add_ps(f[t], _mm512_maskz_loadu_ps(m, yt));
+    _mm512_mask_storeu_ps(yt, m, f[t]);
+  }
+}
+
+void kernel(const void* a, const void* b, int nr, int64_t kc, float* y, int64_t ldy, int rows, bool accumulate) {
+  const uint8_t* A = static_cast<const uint8_t*>(a);
+  const uint8_t* B = static_cast<const uint8_t*>(b);
+  const int64_t nb = kc / kQBlock;
+  switch (nr) {
+    case 1: micro_kernel<1>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 2: micro_kernel<2>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 3: micro_kernel<3>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 4: micro_kernel<4>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 5: micro_kernel<5>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 6: micro_kernel<6>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 7: micro_kernel<7>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 8: micro_kernel<8>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 9: micro_kernel<9>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 10: micro_kernel<10>(A, B, nb, y, ldy, rows, accumulate); break;
+    case 11: micro_kernel<11>(A, B, nb, y, ldy, rows, accumulate); break;
+    default: micro_kernel<12>(A, B, nb, y, ldy, rows, accumulate); break;
+  }
+}
+
+}  // namespace
+
+void pack_a_q8_from_q8_0(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));  // q + 128 == q ^ 0x80 as a byte
+  for (int64_t b = 0; b < kc / kQBlock; b++) {
+    uint8_t* rec = static_cast<uint8_t*>(panel) + b * kARecord;
+    float* dw = reinterpret_cast<float*>(rec + 512);
+    for (int r = 0; r < rows; r++) {
+      const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(w + r * w_stride) + k0 / QK8_0 + b;
+      dw[r] = _cvtsh_ss(blk->d);
+      put_row(rec, r, _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs)), flip));
+    }
+    zero_rows(rec, rows);
+  }
+}
+
+void pack_a_q8_from_q4_0(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
+  const __m256i m = _mm256_set1_epi8(0x0f);
+  for (int64_t b = 0; b < kc / kQBlock; b++) {
+    uint8_t* rec = static_cast<uint8_t*>(panel) + b * kARecord;
+    float* dw = reinterpret_cast<float*>(rec + 512);
+    for (int r = 0; r < rows; r++) {
+      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w + r * w_stride) + k0 / QK4_0 + b;
+      dw[r] = _cvtsh_ss(blk->d);
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
+      const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+      put_row(rec, r, _mm256_and_si256(both, m));  // nibbles in element order = q + 8
+    }
+    zero_rows(rec, rows);
+  }
+}
+
+const GemmEngine gemm_q8 = {"avx512-vnni-q8", kMR, kNR, kKC, b_tile_bytes, b_offset, pack_b_q8,
+                            static_cast<size_t>(kKC / kQBlock) * kARecord, kernel};
+
+}  // namespace kite::kernels::cpu::avx512
+KITE_END_TARGET
+#endif  // KITE_X86

@@ -1,0 +1,144 @@
+// The matmul driver: prepares the activations once per call, picks the matvec or GEMM path and
+// splits the output rows over the OpenMP team.
+//
+// Per-call overhead matters: a decode step of a small model is ~150 matmuls of 10-300 us each. So:
+//  * no heap allocation per call: activations and A panels live in thread-local buffers that grow
+//    to the largest size seen and are kept;
+//  * one parallel region per call with a static, contiguous row split (each thread streams its
+//    own slab of W), no barrier in the matvec path;
+//  * small products run on the calling thread alone (waking the team costs a few microseconds).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "core/error.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace kite::kernels::cpu {
+namespace {
+
+// A growable, 64-byte aligned buffer; contents are not preserved across growth.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(p_); }
+  void* get(size_t bytes) {
+    if (bytes > cap_) {
+      std::free(p_);
+      cap_ = (bytes + bytes / 4 + 63) / 64 * 64;
+      p_ = std::aligned_alloc(64, cap_);
+      check(p_ != nullptr, "matmul: cannot allocate ", cap_, " bytes of scratch");
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+thread_local Scratch t_acts;   // the call's prepared activations (owned by the calling thread)
+thread_local Scratch t_panel;  // this thread's A panel (GEMM path)
+
+inline size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+// Threads worth using for `work` multiply-adds: waking the team costs a few microseconds, a
+// thread streams ~0.5-1 multiply-add per ns from memory in decode.
+int team_size(double work) {
+  if (omp_in_parallel()) return 1;
+  const int max_threads = omp_get_max_threads();
+  const double per_thread = 64 * 1024;  // below this many multiply-adds per thread, not worth it
+  return static_cast<int>(std::clamp(work / per_thread, 1.0, static_cast<double>(max_threads)));
+}
+
+// Contiguous share [r0, r1) of n rows for thread i of n_threads, in units of `unit` rows.
+inline void split_rows(int64_t n, int64_t unit, int i, int n_threads, int64_t* r0, int64_t* r1) {
+  const int64_t units = (n + unit - 1) / unit;
+  *r0 = std::min(n, units * i / n_threads * unit);
+  *r1 = std::min(n, units * (i + 1) / n_threads * unit);
+}
+
+void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
+  MatvecArgs a{s.w, s.w_stride, s.n_in, s.n_out, s.x, {}, s.y, s.n_tok};
+  if (tk.act == ActKind::Q8) {
+    // [n_tok][n_in] int8, [n_tok][nb] scales and sums, quantized once here for all threads
+    const int64_t nb = s.n_in / kQBlock;
+    const size_t qs_bytes = align64(s.n_tok * s.n_in), d_bytes = align64(s.n_tok * nb * sizeof(float));
+    uint8_t* buf = static_cast<uint8_t*>(t_acts.get(qs_bytes + 2 * d_bytes));
+    a.xq = {reinterpret_cast<int8_t*>(buf), reinterpret_cast<float*>(buf + qs_bytes),
+            reinterpret_cast<int32_t*>(buf + qs_bytes + d_bytes)};
+    for (int t = 0; t < s.n_tok; t++)
+      lk.quantize_row_q8(s.x + t * s.n_in, s.n_in, a.xq.qs + t * s.n_in, a.xq.d + t * nb, a.xq.s + t * nb);
+  }
+  const int n_threads = team_size(double(s.n_out) * s.n_in * s.n_tok);
+  if (n_threads == 1) {
+    tk.matvec(a, 0, s.n_out);
+    return;
+  }
+#pragma omp parallel num_threads(n_threads)
+  {
+    int64_t r0, r1;
+    split_rows(s.n_out, 16, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+    if (r0 < r1) tk.matvec(a, r0, r1);
+  }
+}
+
+void run_gemm(const TypeKernels& tk, const MatmulShape& s) {
+  const GemmEngine& e = *tk.gemm;
+  const int n_tiles = (s.n_tok + e.nr - 1) / e.nr;
+  const size_t tile_stride = align64(e.b_tile_bytes(e.nr, s.n_in));
+  uint8_t* tiles = static_cast<uint8_t*>(t_acts.get(tile_stride * n_tiles));  // [n_tiles] B tiles
+  const int n_threads = team_size(double(s.n_out) * s.n_in * s.n_tok);
+
+#pragma omp parallel num_threads(n_threads)
+  {
+    // 1. Pack (and quantize) the activations, tiles shared out over the team.
+#pragma omp for schedule(static)
+    for (int i = 0; i < n_tiles; i++) {
+      const int nr = std::min(e.nr, s.n_tok - i * e.nr);
+      e.pack_b(s.x + static_cast<int64_t>(i) * e.nr * s.n_in, s.n_in, nr, s.n_in, tk.zero_point, tiles + i * tile_stride);
+    }  // implicit barrier: every thread reads all tiles below
+
+    // 2. This thread's rows, one k block at a time so the B tiles' k block stays in L2 while the
+    //    thread's row panels pass over it; each A panel is packed once and stays in L1 across tiles.
+    int64_t r0, r1;
+    split_rows(s.n_out, e.mr, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+    void* panel = t_panel.get(e.a_panel_bytes);
+    for (int64_t k0 = 0; k0 < s.n_in && r0 < r1; k0 += e.kc) {
+      const int64_t kc = std::min<int64_t>(e.kc, s.n_in - k0);
+      for (int64_t r = r0; r < r1; r += e.mr) {
+        const int rows = static_cast<int>(std::min<int64_t>(e.mr, r1 - r));
+        tk.pack_a(s.w + r * s.w_stride, s.w_stride, rows, k0, kc, panel);
+        for (int i = 0; i < n_tiles; i++) {
+          const int nr = std::min(e.nr, s.n_tok - i * e.nr);
+          e.kernel(panel, tiles + i * tile_stride + e.b_offset(nr, k0), nr, kc,
+                   s.y + static_cast<int64_t>(i) * e.nr * s.n_out + r, s.n_out, rows, k0 > 0);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_with(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
+  if (s.n_tok <= 0 || s.n_out <= 0) return;
+  if (s.n_tok > kMaxMatvecTok && tk.gemm) {
+    run_gemm(tk, s);
+    return;
+  }
+  // Matvec, in groups of at most kMaxMatvecTok tokens (a type without a GEMM engine reads W once
+  // per group).
+  for (int t0 = 0; t0 < s.n_tok; t0 += kMaxMatvecTok) {
+    MatmulShape g = s;
+    g.n_tok = std::min(kMaxMatvecTok, s.n_tok - t0);
+    g.x = s.x + t0 * s.n_in;
+    g.y = s.y + t0 * s.n_out;
+    run_matvec(lk, tk, g);
+  }
+}
+
+}  // namespace kite::kernels::cpu

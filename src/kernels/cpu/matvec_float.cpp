@@ -1,0 +1,190 @@
+// Matrix-vector products for F32, F16 and BF16 weights (decode path), AVX2 and AVX-512.
+//
+// All three widen the weights to fp32 and accumulate with FMA in fp32, so the result matches the
+// reference to rounding. For BF16, vdpbf16ps would halve the arithmetic but needs the activations
+// rounded to bf16 (8-bit mantissa: ~2e-3 relative error per element); this path is memory-bound,
+// so the exact widening (a zero-extend and a shift) costs nothing and is used instead.
+//
+// Structure: R weight rows x NT tokens per pass, so each weight vector loaded from memory feeds NT
+// FMAs and each activation vector (L1-resident) feeds R. R rows are independent streams, which
+// keeps several cache-line fetches in flight.
+#include "core/dtype.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+#if KITE_X86
+#include <immintrin.h>
+
+// ================================================================================== AVX2 =========
+KITE_BEGIN_AVX2
+namespace kite::kernels::cpu::avx2 {
+namespace {
+
+// Loaders: 8 weights of row p starting at element i, widened to fp32; plus a scalar one for tails.
+struct LoadF32 {
+  static __m256 load8(const uint8_t* p, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + i); }
+  static float load1(const uint8_t* p, int64_t i) { return reinterpret_cast<const float*>(p)[i]; }
+};
+struct LoadF16 {
+  static __m256 load8(const uint8_t* p, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(p) + i)));
+  }
+  static float load1(const uint8_t* p, int64_t i) { return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]); }
+};
+struct LoadBF16 {
+  static __m256 load8(const uint8_t* p, int64_t i) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(p) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static float load1(const uint8_t* p, int64_t i) {
+    return fp32_from_bits(uint32_t(reinterpret_cast<const uint16_t*>(p)[i]) << 16);
+  }
+};
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Rows o .. o+R-1, all NT tokens.
+template <class L, int R, int NT>
+inline void rows_kernel(const MatvecArgs& a, int64_t o) {
+  const int64_t n = a.n_in;
+  const uint8_t* w[R];
+  for (int r = 0; r < R; r++) w[r] = a.w + (o + r) * a.w_stride;
+  __m256 acc[R][NT];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 xv[NT];  // x[t][i .. i+8)
+    for (int t = 0; t < NT; t++) xv[t] = _mm256_loadu_ps(a.x + t * n + i);
+    for (int r = 0; r < R; r++) {
+      const __m256 wv = L::load8(w[r], i);
+      for (int t = 0; t < NT; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < NT; t++) {
+      float s = hsum(acc[r][t]);
+      for (int64_t j = i; j < n; j++) s += L::load1(w[r], j) * a.x[t * n + j];
+      a.y[t * a.n_out + o + r] = s;
+    }
+}
+
+template <class L, int NT>
+void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  constexpr int R = NT <= 2 ? 4 : 2;  // 16 ymm registers: R*NT accumulators + NT x + 1 w
+  int64_t o = r0;
+  for (; o + R <= r1; o += R) rows_kernel<L, R, NT>(a, o);
+  for (; o < r1; o++) rows_kernel<L, 1, NT>(a, o);
+}
+
+template <class L>
+void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  switch (a.n_tok) {
+    case 1: rows<L, 1>(a, r0, r1); break;
+    case 2: rows<L, 2>(a, r0, r1); break;
+    case 3: rows<L, 3>(a, r0, r1); break;
+    default: rows<L, 4>(a, r0, r1); break;
+  }
+}
+
+}  // namespace
+
+void matvec_f32(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadF32>(a, r0, r1); }
+void matvec_f16(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadF16>(a, r0, r1); }
+void matvec_bf16(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadBF16>(a, r0, r1); }
+
+}  // namespace kite::kernels::cpu::avx2
+KITE_END_TARGET
+
+// ================================================================================ AVX-512 ========
+KITE_BEGIN_AVX512
+namespace kite::kernels::cpu::avx512 {
+namespace {
+
+// Loaders: 16 weights of row p from element i, widened to fp32. The masked form loads only the
+// lanes in m (no access past the row's end) and zeroes the others.
+struct LoadF32 {
+  static __m512 load(const uint8_t* p, int64_t i) { return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + i); }
+  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p) + i);
+  }
+};
+struct LoadF16 {
+  static __m512 load(const uint8_t* p, int64_t i) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint16_t*>(p) + i)));
+  }
+  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p) + i));
+  }
+};
+struct LoadBF16 {
+  static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static __m512 load(const uint8_t* p, int64_t i) {
+    return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint16_t*>(p) + i)));
+  }
+  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
+    return widen(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p) + i));
+  }
+};
+
+template <class L, int R, int NT>
+inline void rows_kernel(const MatvecArgs& a, int64_t o) {
+  const int64_t n = a.n_in;
+  const uint8_t* w[R];
+  for (int r = 0; r < R; r++) w[r] = a.w + (o + r) * a.w_stride;
+  __m512 acc[R][NT];
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 xv[NT];  // x[t][i .. i+16)
+    for (int t = 0; t < NT; t++) xv[t] = _mm512_loadu_ps(a.x + t * n + i);
+    for (int r = 0; r < R; r++) {
+      const __m512 wv = L::load(w[r], i);
+      for (int t = 0; t < NT; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  if (i < n) {  // tail of n % 16 elements
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    __m512 xv[NT];
+    for (int t = 0; t < NT; t++) xv[t] = _mm512_maskz_loadu_ps(m, a.x + t * n + i);
+    for (int r = 0; r < R; r++) {
+      const __m512 wv = L::load(w[r], i, m);
+      for (int t = 0; t < NT; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int t = 0; t < NT; t++) a.y[t * a.n_out + o + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+template <class L, int NT>
+void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  constexpr int R = 4;  // 32 zmm registers: 4*NT accumulators + NT x + 1 w
+  int64_t o = r0;
+  for (; o + R <= r1; o += R) rows_kernel<L, R, NT>(a, o);
+  for (; o < r1; o++) rows_kernel<L, 1, NT>(a, o);
+}
+
+template <class L>
+void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  switch (a.n_tok) {
+    case 1: rows<L, 1>(a, r0, r1); break;
+    case 2: rows<L, 2>(a, r0, r1); break;
+    case 3: rows<L, 3>(a, r0, r1); break;
+    default: rows<L, 4>(a, r0, r1); break;
+  }
+}
+
+}  // namespace
+
+void matvec_f32(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadF32>(a, r0, r1); }
+void matvec_f16(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadF16>(a, r0, r1); }
+void matvec_bf16(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadBF16>(a, r0, r1); }
+
+}  // namespace kite::kernels::cpu::avx512
+KITE_END_TARGET
+#endif  // KITE_X86

@@ -1,0 +1,50 @@
+// Q4_K: super-blocks of 256 = 8 sub-blocks of 32, 4.5 bits per weight.
+//   y = (d * sc[j]) * q - (dmin * mn[j]),  q in [0, 15],  j = e / 32
+// Element e = 64 c + 32 hi + l: low nibble (hi = 0) or high nibble (hi = 1) of qs[32 c + l].
+// sc/mn are 6-bit, packed as in k_quants_packing.h.
+//
+// Quantization: quantize_affine_super_block with 6-bit scales and mins (k_quants_search.h).
+#include "quant/k_quants_packing.h"
+#include "quant/k_quants_search.h"
+#include "quant/quant_impl.h"
+
+namespace kite::quant {
+
+void q4_k_to_float(const void* src, float* dst, int64_t n) {
+  const BlockQ4_K* b = static_cast<const BlockQ4_K*>(src);
+  const int64_t nb = block_count(DType::Q4_K, n, QK_K);
+  for (int64_t i = 0; i < nb; i++) {
+    const float d = f16_to_f32(b[i].d);
+    const float dmin = f16_to_f32(b[i].dmin);
+    float* y = dst + i * QK_K;
+    for (int j = 0; j < QK_K / 32; j++) {
+      int sc, mn;
+      unpack_scale_min_6bit(b[i].scales, j, sc, mn);
+      const float d1 = d * sc;
+      const float m1 = dmin * mn;
+      const uint8_t* q = b[i].qs + 32 * (j / 2);
+      const int shift = 4 * (j % 2);
+      for (int l = 0; l < 32; l++) y[32 * j + l] = d1 * ((q[l] >> shift) & 0x0f) - m1;
+    }
+  }
+}
+
+void q4_k_from_float(const float* src, void* dst, int64_t n, const float* importance) {
+  BlockQ4_K* b = static_cast<BlockQ4_K*>(dst);
+  const int64_t nb = block_count(DType::Q4_K, n, QK_K);
+  static constexpr AffineKSpec kSpec{8, 15, 63};
+  float w[QK_K];
+  AffineKBlock blk;
+  for (int64_t i = 0; i < nb; i++) {
+    block_weights(importance ? importance + i * QK_K : nullptr, QK_K, w);
+    quantize_affine_super_block(src + i * QK_K, w, kSpec, blk);
+    b[i].d = blk.d;
+    b[i].dmin = blk.dmin;
+    pack_scale_min_6bit(blk.sc, blk.mn, b[i].scales);
+    for (int c = 0; c < 4; c++)
+      for (int l = 0; l < 32; l++)
+        b[i].qs[32 * c + l] = static_cast<uint8_t>(blk.L[64 * c + l] | (blk.L[64 * c + 32 + l] << 4));
+  }
+}
+
+}  // namespace kite::quant
