@@ -165,8 +165,8 @@ Tensor make_tensor_view(const ByteReader& r, const RawTensorInfo& info, uint64_t
   uint64_t begin = 0, end = 0;
   if (!checked_add(data_start, info.offset, &begin) || !checked_add(begin, nbytes, &end) ||
       end > r.size())
-    r.error("data [offset ", info.offset, " in the data section at ", data_start, ", ", nbytes,
-            " bytes] extends past end of file (", r.size(), " bytes)");
+    r.error("data [offset ", info.offset, ", ", nbytes, " bytes] extends past end of file (",
+            r.size(), " bytes; data section starts at ", data_start, ")");
   Tensor t;
   t.name = info.name;
   t.type = tr->type;

@@ -13,14 +13,35 @@ namespace kite::quant {
 namespace {
 
 constexpr int kMaxGroup = 32;         // largest group fitted at once (Q4_1/Q5_x blocks, Q4/5_K sub-blocks)
-constexpr int kCandidateSteps = 10;   // candidate grids at +-0.1 .. +-1.0 levels around the extremes
+constexpr float kDelta = 0.2f;       // spacing of the candidate grids, in levels (0.1 gains <0.1% error for 1.5x the time)
+constexpr int kCandidateSteps = 5;   // candidate grids up to kCandidateSteps * kDelta levels away
 constexpr int kRefineIterations = 6;  // round/refit alternations after the candidate search
+// Smallest positive fp16 (2^-24). Super-block factors are kept at least this large: for tiny
+// weights, max_scale / 63 would round to an fp16 zero and wipe the block, while the smallest
+// subnormal with larger integer scales still represents it.
+constexpr float kMinHalf = 5.9604645e-8f;
 
-// Weighted sums over one group that do not depend on the assignment.
-struct GroupSums {
+// One group of values with its weights, copied to local arrays (so the search loops see no
+// aliasing), and the weighted sums that do not depend on the level assignment. Affine fits work
+// on values centred on their weighted mean `mu`: that keeps the error expansion in solve_affine
+// free of cancellation when the values share a large common offset.
+struct Group {
+  int n;
+  float mu = 0;
+  float x[kMaxGroup], w[kMaxGroup];
   double sw = 0, sx = 0, sxx = 0;
-  GroupSums(const float* x, const float* w, int n) {
+  Group(const float* xs, const float* ws, int count, bool center) : n(count) {
+    if (center) {
+      double s0 = 0, s1 = 0;
+      for (int i = 0; i < n; i++) {
+        s0 += ws[i];
+        s1 += double(ws[i]) * xs[i];
+      }
+      mu = s0 > 0 ? static_cast<float>(s1 / s0) : 0.0f;
+    }
     for (int i = 0; i < n; i++) {
+      x[i] = xs[i] - mu;
+      w[i] = ws[i];
       sw += w[i];
       sx += double(w[i]) * x[i];
       sxx += double(w[i]) * x[i] * x[i];
@@ -28,32 +49,45 @@ struct GroupSums {
   }
 };
 
-// Best (scale, offset) for a fixed assignment L, and its weighted error.
-AffineFit solve_affine(const float* x, const float* w, int n, const uint8_t* L, const GroupSums& g,
-                       bool offset_nonpositive) {
+// Sums of one level assignment: sum w L, sum w L^2, sum w L x. Float lanes keep the loop
+// vectorised; the sums have at most 32 terms, so their rounding is far below the differences
+// between candidate errors that matter.
+struct LevelSums {
   double sl = 0, sll = 0, slx = 0;
-  for (int i = 0; i < n; i++) {
-    const double wl = double(w[i]) * L[i];
-    sl += wl;
-    sll += wl * L[i];
-    slx += wl * x[i];
+  LevelSums(const Group& g, const int* L) {
+    float a = 0, b = 0, c = 0;
+#pragma omp simd reduction(+ : a, b, c)
+    for (int i = 0; i < g.n; i++) {
+      const float l = static_cast<float>(L[i]);
+      const float wl = g.w[i] * l;
+      a += wl;
+      b += wl * l;
+      c += wl * g.x[i];
+    }
+    sl = a;
+    sll = b;
+    slx = c;
   }
+};
+
+// Best (scale, offset <= omax) for an assignment with level sums `ls`, and its weighted error.
+AffineFit solve_affine(const LevelSums& ls, const Group& g, double omax) {
+  const double sl = ls.sl, sll = ls.sll, slx = ls.slx;
   double s = 0, o = 0;
   const double det = g.sw * sll - sl * sl;
-  if (det > 1e-12 * g.sw * sll) {  // at least two distinct levels used
+  if (det > 1e-9 * g.sw * sll) {  // at least two distinct levels used
     s = (g.sw * slx - sl * g.sx) / det;
     o = (sll * g.sx - sl * slx) / det;
   } else {
     o = g.sx / g.sw;
   }
-  if (offset_nonpositive && o > 0) {  // constrained optimum lies on o = 0
-    o = 0;
-    s = sll > 0 ? slx / sll : 0;
+  if (o > omax) {  // the constrained optimum lies on the bound
+    o = omax;
+    s = sll > 0 ? (slx - o * sl) / sll : 0;
   }
   if (s < 0) {  // never better than a flat fit
     s = 0;
-    o = g.sx / g.sw;
-    if (offset_nonpositive && o > 0) o = 0;
+    o = std::min(g.sx / g.sw, omax);
   }
   AffineFit f;
   f.scale = static_cast<float>(s);
@@ -62,84 +96,121 @@ AffineFit solve_affine(const float* x, const float* w, int n, const uint8_t* L, 
   return f;
 }
 
-// Best scale for a fixed symmetric assignment L, and its weighted error.
-SymmetricFit solve_symmetric(const float* x, const float* w, int n, const int8_t* L,
-                             const GroupSums& g) {
-  double sll = 0, slx = 0;
-  for (int i = 0; i < n; i++) {
-    const double wl = double(w[i]) * L[i];
-    sll += wl * L[i];
-    slx += wl * x[i];
-  }
+// Best scale for a symmetric assignment with level sums `ls`, and its weighted error.
+SymmetricFit solve_symmetric(const LevelSums& ls, const Group& g) {
   SymmetricFit f;
-  if (sll > 0) {
-    f.scale = static_cast<float>(slx / sll);
-    f.err = g.sxx - slx * slx / sll;
+  if (ls.sll > 0) {
+    f.scale = static_cast<float>(ls.slx / ls.sll);
+    f.err = g.sxx - ls.slx * ls.slx / ls.sll;
   } else {
     f.err = g.sxx;
   }
   return f;
 }
 
+// Searches affine grids for one group; keeps the best assignment in `best_L`.
+class AffineSearch {
+ public:
+  AffineSearch(const Group& g, int nmax, double omax) : g_(g), nmax_(nmax), omax_(omax) {
+    best_.err = std::numeric_limits<double>::infinity();
+  }
+  // Levels round((x - base) * iscale), or, from_top, nmax - round((base - x) * iscale).
+  bool try_grid(float base, float iscale, bool from_top) {
+    int L[kMaxGroup];
+    if (from_top) {
+#pragma omp simd
+      for (int i = 0; i < g_.n; i++) L[i] = nmax_ - clamp_round((base - g_.x[i]) * iscale, 0, nmax_);
+    } else {
+#pragma omp simd
+      for (int i = 0; i < g_.n; i++) L[i] = clamp_round((g_.x[i] - base) * iscale, 0, nmax_);
+    }
+    const AffineFit f = solve_affine(LevelSums(g_, L), g_, omax_);
+    if (!(f.err < best_.err)) return false;
+    best_ = f;
+    std::copy(L, L + g_.n, best_L_);
+    return true;
+  }
+  const AffineFit& best() const { return best_; }
+  const int* best_levels() const { return best_L_; }
+
+ private:
+  const Group& g_;
+  int nmax_;
+  double omax_;  // bound on the (centred) offset
+  AffineFit best_;
+  int best_L_[kMaxGroup] = {};
+};
+
+class SymmetricSearch {
+ public:
+  SymmetricSearch(const Group& g, int qmin, int qmax) : g_(g), qmin_(qmin), qmax_(qmax) {
+    best_.err = std::numeric_limits<double>::infinity();
+  }
+  // Levels round(x * iscale).
+  bool try_grid(float iscale) {
+    int L[kMaxGroup];
+#pragma omp simd
+    for (int i = 0; i < g_.n; i++) L[i] = clamp_round(g_.x[i] * iscale, qmin_, qmax_);
+    const SymmetricFit f = solve_symmetric(LevelSums(g_, L), g_);
+    if (!(f.err < best_.err)) return false;
+    best_ = f;
+    std::copy(L, L + g_.n, best_L_);
+    return true;
+  }
+  const SymmetricFit& best() const { return best_; }
+  const int* best_levels() const { return best_L_; }
+
+ private:
+  const Group& g_;
+  int qmin_, qmax_;
+  SymmetricFit best_;
+  int best_L_[kMaxGroup] = {};
+};
+
 }  // namespace
 
 AffineFit fit_affine(const float* x, const float* w, int n, int nmax, bool offset_nonpositive,
                      uint8_t* L) {
-  float lo = x[0], hi = x[0];
-  for (int i = 1; i < n; i++) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
+  const Group g(x, w, n, /*center=*/true);
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  for (int i = 0; i < n; i++) {
+    lo = std::min(lo, g.x[i]);
+    hi = std::max(hi, g.x[i]);
   }
-  if (offset_nonpositive && lo > 0) lo = 0;
-  const GroupSums g(x, w, n);
+  // In centred coordinates the offset o' = o - mu; o <= 0 becomes o' <= -mu.
+  const double omax = offset_nonpositive ? -double(g.mu) : std::numeric_limits<double>::infinity();
+  if (lo > omax) lo = static_cast<float>(omax);
   const float range = hi - lo;
   if (!(range > 0) || !std::isfinite(range)) {  // constant group (or garbage): a flat fit
     std::memset(L, 0, n);
     AffineFit f;
-    f.offset = std::isfinite(lo) ? lo : 0.0f;
-    f.err = g.sxx - 2.0 * f.offset * g.sx + double(f.offset) * f.offset * g.sw;
+    const float o = std::isfinite(lo) ? lo : 0.0f;
+    f.offset = o + g.mu;
+    f.err = g.sxx - 2.0 * o * g.sx + double(o) * o * g.sw;
     return f;
   }
-
-  AffineFit best;
-  best.err = std::numeric_limits<double>::infinity();
-  uint8_t cand[kMaxGroup];
-  auto consider = [&]() {
-    const AffineFit f = solve_affine(x, w, n, cand, g, offset_nonpositive);
-    if (f.err < best.err) {
-      best = f;
-      std::memcpy(L, cand, n);
-    }
-  };
-  // Candidate grids: the range spans nmax + delta steps, delta in [-1, +1.5] levels, anchored
-  // at either end (anchoring at the top end rounds differently from the bottom).
+  AffineSearch search(g, nmax, omax);
+  // Candidate grids: the range spans nmax + delta steps, delta in [-1, +1.5] levels in steps of
+  // kDelta, anchored at either end (anchoring at the top rounds differently from the bottom).
   for (int k = -kCandidateSteps; k <= kCandidateSteps * 3 / 2; k++) {
-    const float steps = nmax + 0.1f * k;
+    const float steps = nmax + kDelta * k;
     if (steps < 0.5f) continue;
     const float iscale = steps / range;
-    for (int i = 0; i < n; i++) cand[i] = static_cast<uint8_t>(clamp_round((x[i] - lo) * iscale, 0, nmax));
-    consider();
-    for (int i = 0; i < n; i++)
-      cand[i] = static_cast<uint8_t>(nmax - clamp_round((hi - x[i]) * iscale, 0, nmax));
-    consider();
+    search.try_grid(lo, iscale, false);
+    search.try_grid(hi, iscale, true);
   }
-  // Alternate nearest-level assignment and least-squares refit.
-  for (int it = 0; it < kRefineIterations && best.scale > 0; it++) {
-    const float inv = 1.0f / best.scale;
-    bool changed = false;
-    for (int i = 0; i < n; i++) {
-      cand[i] = static_cast<uint8_t>(clamp_round((x[i] - best.offset) * inv, 0, nmax));
-      changed |= cand[i] != L[i];
-    }
-    if (!changed) break;
-    const double before = best.err;
-    consider();
-    if (!(best.err < before)) break;
-  }
-  return best;
+  // Alternate nearest-level assignment and least-squares refit while the error falls.
+  for (int it = 0; it < kRefineIterations && search.best().scale > 0; it++)
+    if (!search.try_grid(search.best().offset, 1.0f / search.best().scale, false)) break;
+  for (int i = 0; i < n; i++) L[i] = static_cast<uint8_t>(search.best_levels()[i]);
+  AffineFit f = search.best();
+  f.offset += g.mu;
+  if (offset_nonpositive) f.offset = std::min(f.offset, 0.0f);
+  return f;
 }
 
 SymmetricFit fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax, int8_t* L) {
+  const Group g(x, w, n, /*center=*/false);
   float amax = 0, xm = 0;
   for (int i = 0; i < n; i++) {
     if (std::fabs(x[i]) > amax) {
@@ -147,47 +218,25 @@ SymmetricFit fit_symmetric(const float* x, const float* w, int n, int qmin, int 
       xm = x[i];
     }
   }
-  const GroupSums g(x, w, n);
   if (!(amax > 1e-30f) || !std::isfinite(amax)) {  // all zero (or garbage): scale 0
     std::memset(L, 0, n);
     SymmetricFit f;
     f.err = g.sxx;
     return f;
   }
-
-  SymmetricFit best;
-  best.err = std::numeric_limits<double>::infinity();
-  int8_t cand[kMaxGroup];
-  auto consider = [&]() {
-    const SymmetricFit f = solve_symmetric(x, w, n, cand, g);
-    if (f.err < best.err) {
-      best = f;
-      std::memcpy(L, cand, n);
-    }
-  };
+  SymmetricSearch search(g, qmin, qmax);
   // Candidate grids: the extreme value xm lands on level t, t within one level of qmax or of
   // qmin (the two ends differ when the range is asymmetric, e.g. [-4, 3]).
   for (int k = -kCandidateSteps; k <= kCandidateSteps; k++) {
-    for (float t : {qmax + 0.1f * k, qmin - 0.1f * k}) {
+    for (float t : {qmax + kDelta * k, qmin - kDelta * k}) {
       if (std::fabs(t) < 0.5f) continue;
-      const float iscale = t / xm;
-      for (int i = 0; i < n; i++) cand[i] = static_cast<int8_t>(clamp_round(x[i] * iscale, qmin, qmax));
-      consider();
+      search.try_grid(t / xm);
     }
   }
-  for (int it = 0; it < kRefineIterations && best.scale != 0; it++) {
-    const float inv = 1.0f / best.scale;
-    bool changed = false;
-    for (int i = 0; i < n; i++) {
-      cand[i] = static_cast<int8_t>(clamp_round(x[i] * inv, qmin, qmax));
-      changed |= cand[i] != L[i];
-    }
-    if (!changed) break;
-    const double before = best.err;
-    consider();
-    if (!(best.err < before)) break;
-  }
-  return best;
+  for (int it = 0; it < kRefineIterations && search.best().scale != 0; it++)
+    if (!search.try_grid(1.0f / search.best().scale)) break;
+  for (int i = 0; i < n; i++) L[i] = static_cast<int8_t>(search.best_levels()[i]);
+  return search.best();
 }
 
 // ---- affine K-quant super-blocks ------------------------------------------------------------
@@ -205,6 +254,71 @@ int integer_candidates(float v, int lo, int hi, int prev, int* out) {
   return n;
 }
 
+// Chooses the fp16 factor d that stores the n sub-block values v[j] (scales or mins) as integers
+// q_j in [qmin, qmax], minimising sum_j W[j] * (v[j] - d * q_j)^2, where W[j] is how much the
+// sub-block's error grows per unit of error in v[j] (sum w L^2 for a scale, sum w for a min).
+// Candidates put the largest |v| on each level from the top of the range down to half of it (in
+// quarter steps, or 64 steps for wide ranges; from both ends when qmin < 0), each followed by
+// one least-squares refit of d for the integers it gives. Only n terms per candidate: cheap next to the level assignment.
+float choose_super_scale(const float* v, const double* W, int n, int qmin, int qmax) {
+  float vm = 0;
+  for (int j = 0; j < n; j++)
+    if (std::fabs(v[j]) > std::fabs(vm)) vm = v[j];
+  if (vm == 0) return 0;
+  auto cost = [&](float d) {
+    double e = 0;
+    const float inv = 1.0f / d;
+    for (int j = 0; j < n; j++) {
+      const double diff = v[j] - double(d) * clamp_round(v[j] * inv, qmin, qmax);
+      e += W[j] * diff * diff;
+    }
+    return e;
+  };
+  float best_d = 0;
+  double best = std::numeric_limits<double>::infinity();
+  auto consider = [&](float d) {
+    d = fp16_round(std::copysign(std::max(std::fabs(d), kMinHalf), d));
+    const double e = cost(d);
+    if (e < best) {
+      best = e;
+      best_d = d;
+    }
+  };
+  for (int end : {qmax, qmin}) {
+    if (end == 0) continue;
+    const float top = static_cast<float>(std::abs(end));
+    const float step = std::max(0.25f, top / 128);  // at most ~64 candidates per end
+    for (float k = top; k >= 0.5f * top; k -= step) {
+      const float d0 = vm / (end > 0 ? k : -k);
+      consider(d0);
+      // Least-squares d for the integers d0 gives.
+      double num = 0, den = 0;
+      const float inv = 1.0f / d0;
+      for (int j = 0; j < n; j++) {
+        const int q = clamp_round(v[j] * inv, qmin, qmax);
+        num += W[j] * v[j] * q;
+        den += W[j] * double(q) * q;
+      }
+      if (den > 0 && num != 0) consider(static_cast<float>(num / den));
+    }
+  }
+  return best_d;
+}
+
+// Weighted error of a sub-block decoded as ds * L - dm (the decoder's float arithmetic) with
+// every L the nearest level in [0, nmax].
+float affine_sub_block_error(const float* x, const float* w, int n, float ds, float dm, int nmax) {
+  const float inv = ds > 0 ? 1.0f / ds : 0.0f;
+  float e = 0;
+#pragma omp simd reduction(+ : e)
+  for (int i = 0; i < n; i++) {
+    const float l = static_cast<float>(clamp_round((x[i] + dm) * inv, 0, nmax));
+    const float diff = (ds * l - dm) - x[i];
+    e += w[i] * diff * diff;
+  }
+  return e;
+}
+
 // For fp16-exact super-scales d and dmin, picks each sub-block's integer scale and min (near the
 // ideal s[j] / d and m[j] / dmin, or near `prev`) and its levels, minimising the weighted error
 // computed with the decoder's own float arithmetic. Returns the total error.
@@ -213,7 +327,6 @@ double assign_affine_integers(const float* x, const float* w, const AffineKSpec&
                               const AffineKBlock* prev, AffineKBlock& out) {
   const int len = QK_K / spec.n_sub;
   double total = 0;
-  uint8_t Lc[kMaxGroup];
   for (int j = 0; j < spec.n_sub; j++) {
     const float* xs = x + j * len;
     const float* ws = w + j * len;
@@ -222,28 +335,21 @@ double assign_affine_integers(const float* x, const float* w, const AffineKSpec&
                           : (scs[0] = 0, 1);
     const int nmn = dmin > 0 ? integer_candidates(m[j] / dmin, 0, spec.sc_max, prev ? prev->mn[j] : -1, mns)
                              : (mns[0] = 0, 1);
-    double best = std::numeric_limits<double>::infinity();
+    float best = std::numeric_limits<float>::infinity();
     for (int a = 0; a < nsc; a++) {
-      const float ds = d * static_cast<float>(scs[a]);
-      const float inv = ds > 0 ? 1.0f / ds : 0.0f;
       for (int b = 0; b < nmn; b++) {
-        const float dm = dmin * static_cast<float>(mns[b]);
-        double e = 0;
-        for (int i = 0; i < len; i++) {
-          const int l = clamp_round((xs[i] + dm) * inv, 0, spec.nmax);
-          Lc[i] = static_cast<uint8_t>(l);
-          const float y = ds * static_cast<float>(l) - dm;  // as the decoder computes it
-          const double diff = double(y) - xs[i];
-          e += ws[i] * diff * diff;
-        }
+        const float e = affine_sub_block_error(xs, ws, len, d * static_cast<float>(scs[a]),
+                                               dmin * static_cast<float>(mns[b]), spec.nmax);
         if (e < best) {
           best = e;
           out.sc[j] = static_cast<uint8_t>(scs[a]);
           out.mn[j] = static_cast<uint8_t>(mns[b]);
-          std::memcpy(out.L + j * len, Lc, len);
         }
       }
     }
+    const float ds = d * static_cast<float>(out.sc[j]), dm = dmin * static_cast<float>(out.mn[j]);
+    const float inv = ds > 0 ? 1.0f / ds : 0.0f;
+    for (int i = 0; i < len; i++) out.L[j * len + i] = static_cast<uint8_t>(clamp_round((xs[i] + dm) * inv, 0, spec.nmax));
     total += best;
   }
   out.d = f32_to_f16(d);
@@ -257,17 +363,19 @@ void quantize_affine_super_block(const float* x, const float* w, const AffineKSp
                                  AffineKBlock& out) {
   const int len = QK_K / spec.n_sub;
   float s[16], m[16];
-  float smax = 0, mmax = 0;
+  double ws[16], wm[16];  // sensitivity of each sub-block's error to its scale and to its min
   for (int j = 0; j < spec.n_sub; j++) {
     const AffineFit f = fit_affine(x + j * len, w + j * len, len, spec.nmax, true, out.L + j * len);
     s[j] = f.scale;
     m[j] = -f.offset;
-    smax = std::max(smax, s[j]);
-    mmax = std::max(mmax, m[j]);
+    ws[j] = wm[j] = 0;
+    for (int i = j * len; i < (j + 1) * len; i++) {
+      ws[j] += double(w[i]) * out.L[i] * out.L[i];
+      wm[j] += w[i];
+    }
   }
-  // Start with the largest sub-block scale (and min) on the top integer level.
-  float d = fp16_round(smax / spec.sc_max);
-  float dmin = fp16_round(mmax / spec.sc_max);
+  float d = choose_super_scale(s, ws, spec.n_sub, 0, spec.sc_max);
+  float dmin = choose_super_scale(m, wm, spec.n_sub, 0, spec.sc_max);
   double err = assign_affine_integers(x, w, spec, s, m, d, dmin, nullptr, out);
 
   // The integers fixed, the decoded values are linear in (d, dmin): refit both by weighted least
@@ -313,12 +421,24 @@ namespace {
 
 constexpr int kSymSub = 16;  // Q3_K and Q6_K: 16 sub-blocks of 16
 
+// Weighted error of a sub-block decoded as ds * L with every L the nearest level in [qmin, qmax].
+float symmetric_sub_block_error(const float* x, const float* w, int n, float ds, int qmin, int qmax) {
+  const float inv = ds != 0 ? 1.0f / ds : 0.0f;
+  float e = 0;
+#pragma omp simd reduction(+ : e)
+  for (int i = 0; i < n; i++) {
+    const float l = static_cast<float>(clamp_round(x[i] * inv, qmin, qmax));
+    const float diff = ds * l - x[i];
+    e += w[i] * diff * diff;
+  }
+  return e;
+}
+
 double assign_symmetric_integers(const float* x, const float* w, const SymmetricKSpec& spec,
                                  const float* s, float d, const SymmetricKBlock* prev,
                                  SymmetricKBlock& out) {
   constexpr int len = QK_K / kSymSub;
   double total = 0;
-  int8_t Lc[len];
   for (int j = 0; j < kSymSub; j++) {
     const float* xs = x + j * len;
     const float* ws = w + j * len;
@@ -326,24 +446,19 @@ double assign_symmetric_integers(const float* x, const float* w, const Symmetric
     const int nsc = d != 0 ? integer_candidates(s[j] / d, spec.sc_min, spec.sc_max,
                                                 prev ? prev->sc[j] : spec.sc_min - 1, scs)
                            : (scs[0] = 0, 1);
-    double best = std::numeric_limits<double>::infinity();
+    float best = std::numeric_limits<float>::infinity();
     for (int a = 0; a < nsc; a++) {
-      const float ds = d * static_cast<float>(scs[a]);
-      const float inv = ds != 0 ? 1.0f / ds : 0.0f;
-      double e = 0;
-      for (int i = 0; i < len; i++) {
-        const int l = clamp_round(xs[i] * inv, spec.qmin, spec.qmax);
-        Lc[i] = static_cast<int8_t>(l);
-        const float y = ds * static_cast<float>(l);
-        const double diff = double(y) - xs[i];
-        e += ws[i] * diff * diff;
-      }
+      const float e = symmetric_sub_block_error(xs, ws, len, d * static_cast<float>(scs[a]),
+                                                spec.qmin, spec.qmax);
       if (e < best) {
         best = e;
         out.sc[j] = static_cast<int8_t>(scs[a]);
-        std::memcpy(out.L + j * len, Lc, len);
       }
     }
+    const float ds = d * static_cast<float>(out.sc[j]);
+    const float inv = ds != 0 ? 1.0f / ds : 0.0f;
+    for (int i = 0; i < len; i++)
+      out.L[j * len + i] = static_cast<int8_t>(clamp_round(xs[i] * inv, spec.qmin, spec.qmax));
     total += best;
   }
   out.d = f32_to_f16(d);
@@ -356,29 +471,18 @@ void quantize_symmetric_super_block(const float* x, const float* w, const Symmet
                                     SymmetricKBlock& out) {
   constexpr int len = QK_K / kSymSub;
   float s[kSymSub];
-  float smax = 0;
+  double ws[kSymSub];  // sensitivity of each sub-block's error to its scale
   for (int j = 0; j < kSymSub; j++) {
     s[j] = fit_symmetric(x + j * len, w + j * len, len, spec.qmin, spec.qmax, out.L + j * len).scale;
-    if (std::fabs(s[j]) > std::fabs(smax)) smax = s[j];
+    ws[j] = 0;
+    for (int i = j * len; i < (j + 1) * len; i++) ws[j] += double(w[i]) * out.L[i] * out.L[i];
   }
-  if (smax == 0) {
+  float d = choose_super_scale(s, ws, kSymSub, spec.sc_min, spec.sc_max);
+  if (d == 0) {
     out = SymmetricKBlock{};
     return;
   }
-  // The largest sub-block scale goes on one end of the integer range: try both ends (they differ
-  // by one level, e.g. -32 / +31), keep the better.
-  double err = std::numeric_limits<double>::infinity();
-  float d = 0;
-  for (int end : {spec.sc_min, spec.sc_max}) {
-    const float td = fp16_round(smax / static_cast<float>(end));
-    SymmetricKBlock trial;
-    const double e = assign_symmetric_integers(x, w, spec, s, td, nullptr, trial);
-    if (e < err) {
-      err = e;
-      d = td;
-      out = trial;
-    }
-  }
+  double err = assign_symmetric_integers(x, w, spec, s, d, nullptr, out);
   // Refit d by weighted least squares with the integers fixed; keep while the error falls.
   for (int it = 0; it < 3; it++) {
     double saa = 0, sax = 0;

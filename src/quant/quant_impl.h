@@ -32,12 +32,15 @@ KITE_QUANT_DECLARE(q8_k)
 
 // ---- helpers ----------------------------------------------------------------------------------
 
-// Nearest integer to v, clamped to [lo, hi]. Ties round away from zero. NaN gives lo. Clamping
-// happens before the conversion so huge or non-finite inputs never overflow an int.
+// Nearest integer to v, clamped to [lo, hi]; ties round up; NaN gives lo. The clamp happens in
+// float before the conversion, so huge or non-finite inputs never overflow an int, and the
+// shifted value is non-negative so truncation rounds correctly (no floor() call: this sits in
+// the inner loop of every scale search).
 inline int clamp_round(float v, int lo, int hi) {
-  if (!(v > static_cast<float>(lo))) return lo;
-  if (v >= static_cast<float>(hi)) return hi;
-  return static_cast<int>(std::floor(v + 0.5f));
+  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+  v = v > flo ? v : flo;
+  v = v < fhi ? v : fhi;
+  return static_cast<int>(v - flo + 0.5f) + lo;
 }
 
 // The value an fp32 scale takes once stored as fp16 and read back: quantizers must reason about

@@ -99,15 +99,20 @@ void Tokenizer::Impl::encode_spm_by_score(const std::string& text, std::vector<i
   }
 }
 
-// Text no token covers: its <0xXX> byte tokens; else a single-byte token; else UNK.
+// Text no token covers: its <0xXX> byte tokens (or single-byte tokens); when some byte has
+// neither, the whole symbol becomes one UNK, as SentencePiece does without byte fallback.
 void Tokenizer::Impl::push_bytes(std::string_view bytes, std::vector<int32_t>& out) const {
+  const size_t start = out.size();
   for (char c : bytes) {
-    const auto b = static_cast<uint8_t>(c);
-    int32_t id = byte_token[b];
+    int32_t id = byte_token[static_cast<uint8_t>(c)];
     if (id < 0) id = find(std::string_view(&c, 1));
-    if (id < 0) id = v.unk;
-    check(id >= 0, where(), ": cannot encode byte 0x", "0123456789ABCDEF"[b >> 4], "0123456789ABCDEF"[b & 15],
-          ": the vocabulary has neither its byte token nor an UNK token");
+    if (id < 0) {
+      out.resize(start);
+      check(v.unk >= 0, where(), ": cannot encode '", bytes,
+            "': no token, byte token or UNK token covers it");
+      out.push_back(v.unk);
+      return;
+    }
     out.push_back(id);
   }
 }

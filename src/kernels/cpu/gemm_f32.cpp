@@ -18,7 +18,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 #if KITE_X86
-#include <immintrin.h>
+#include "kernels/cpu/simd_x86.h"
 
 namespace kite::kernels::cpu {
 namespace {

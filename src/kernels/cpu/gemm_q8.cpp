@@ -27,7 +27,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 #if KITE_X86
-#include <immintrin.h>
+#include "kernels/cpu/simd_x86.h"
 
 KITE_BEGIN_AVX512
 namespace kite::kernels::cpu::avx512 {
@@ -67,6 +67,7 @@ void micro_kernel(const uint8_t* a, const uint8_t* b, int64_t nb, float* y, int6
     const float* dx = reinterpret_cast<const float*>(bb + NR * kQBlock);
     __m512i acc[NR];  // int32 block sums: 16 rows of token t
     for (int t = 0; t < NR; t++) acc[t] = _mm512_set1_epi32(corr[t]);
+#pragma GCC unroll 8
     for (int g = 0; g < 8; g++) {
       const __m512i wv = _mm512_load_si512(ab + g * 64);
       const int32_t* xg = reinterpret_cast<const int32_t*>(bb + g * NR * 4);

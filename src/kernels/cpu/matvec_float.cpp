@@ -12,7 +12,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 #if KITE_X86
-#include <immintrin.h>
+#include "kernels/cpu/simd_x86.h"
 
 // ================================================================================== AVX2 =========
 KITE_BEGIN_AVX2

@@ -10,7 +10,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 #if KITE_X86
-#include <immintrin.h>
+#include "kernels/cpu/simd_x86.h"
 #endif
 
 namespace kite::kernels::cpu {

@@ -11,7 +11,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 
 #if KITE_X86
-#include <immintrin.h>
+#include "kernels/cpu/simd_x86.h"
 
 namespace {
 constexpr float kLog2e = 1.44269504088896341f;
