@@ -44,9 +44,13 @@ void check_view(const void* data, size_t nbytes, const uint8_t* base, size_t siz
 
 class FormatFuzz : public ::testing::Test {
  protected:
+  // Thousands of small files are written: tmpfs when there is one, and each attempt's file is
+  // fresh and removed afterwards (rewriting one file in place on ext4 flushes it each time).
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("kite_test_format_fuzz_" + std::to_string(getpid()));
+    const std::filesystem::path base = std::filesystem::is_directory("/dev/shm")
+                                           ? std::filesystem::path("/dev/shm")
+                                           : std::filesystem::temp_directory_path();
+    dir_ = base / ("kite_test_format_fuzz_" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -57,6 +61,14 @@ class FormatFuzz : public ::testing::Test {
     std::ofstream(p, std::ios::binary | std::ios::trunc)
         .write(bytes.data(), std::streamsize(bytes.size()));
     return p;
+  }
+
+  // Writes `bytes` to a fresh file, loads it with load(path), removes it.
+  template <class Load>
+  void attempt_file(const std::string& what, const std::string& bytes, Load&& load) {
+    const std::string p = write("f" + std::to_string(counter_++) + ".bin", bytes);
+    attempt(what, [&] { load(p); });
+    std::filesystem::remove(p);
   }
 
   // One attempt: success and kite::Error are both fine; anything else is a test failure.
@@ -98,7 +110,9 @@ class FormatFuzz : public ::testing::Test {
           std::memcpy(&s[p], &v, std::min<size_t>(4, s.size() - p));
           break;
         }
-        case 4: s.insert(pos(std::min(end, s.size())), std::string(1 + rng() % 16, char(rng()))); break;
+        case 4:
+          s.insert(pos(std::min(end, s.size())), std::string(1 + rng() % 16, char(rng())));
+          break;
         case 5: s.erase(pos(std::min(end, s.size())), 1 + rng() % 16); break;
       }
     }
@@ -108,6 +122,7 @@ class FormatFuzz : public ::testing::Test {
 
   std::filesystem::path dir_;
   int ok_ = 0, rejected_ = 0;
+  int counter_ = 0;
 };
 
 // ---- loaders that also exercise what they return --------------------------------
@@ -115,7 +130,8 @@ class FormatFuzz : public ::testing::Test {
 void load_gguf(const std::string& p) {
   auto g = GGUFFile::open(p);
   const uint8_t* base = g->file()->data();
-  for (const Tensor& t : g->tensors()) check_view(t.data, t.nbytes, base, g->file()->size(), t.name);
+  for (const Tensor& t : g->tensors())
+    check_view(t.data, t.nbytes, base, g->file()->size(), t.name);
   for (const auto& [key, v] : g->metadata()) {  // getters must not misbehave on any type
     try { g->get_int(key); } catch (const Error&) {}
     try { g->get_string_array(key); } catch (const Error&) {}
@@ -126,7 +142,8 @@ void load_gguf(const std::string& p) {
 void load_safetensors_file(const std::string& p) {
   auto st = SafeTensors::open_file(p);
   const auto& f = st->files().at(0);
-  for (const auto& [name, t] : st->tensors()) check_view(t.data, t.nbytes, f->data(), f->size(), name);
+  for (const auto& [name, t] : st->tensors())
+    check_view(t.data, t.nbytes, f->data(), f->size(), name);
 }
 
 void load_llama2c_file(const std::string& p) {
@@ -213,28 +230,24 @@ TEST_F(FormatFuzz, GGUFSmallFile) {
   ASSERT_NO_THROW(load_gguf(path("small.gguf")));
   // Every truncation.
   for (size_t n = 0; n < orig.size(); n += 1 + (n >= header_end) * 7) {
-    const std::string p = write("t.gguf", orig.substr(0, n));
-    attempt("truncate " + std::to_string(n), [&] { load_gguf(p); });
+    attempt_file("truncate " + std::to_string(n), orig.substr(0, n), load_gguf);
   }
   // Huge / odd values at every header offset: hits every count, length, type and offset field.
   for (size_t pos = 0; pos < header_end; pos++) {
     for (uint64_t v : kHuge64) {
       std::string s = orig;
       std::memcpy(&s[pos], &v, std::min<size_t>(8, s.size() - pos));
-      const std::string p = write("h.gguf", s);
-      attempt("u64 at " + std::to_string(pos), [&] { load_gguf(p); });
+      attempt_file("u64 at " + std::to_string(pos), s, load_gguf);
     }
     for (uint32_t v : kOdd32) {
       std::string s = orig;
       std::memcpy(&s[pos], &v, 4);
-      const std::string p = write("h.gguf", s);
-      attempt("u32 at " + std::to_string(pos), [&] { load_gguf(p); });
+      attempt_file("u32 at " + std::to_string(pos), s, load_gguf);
     }
   }
   std::mt19937_64 rng(20240601);
   for (int i = 0; i < 3000; i++) {
-    const std::string p = write("r.gguf", mutate(orig, rng, header_end + 64));
-    attempt("random #" + std::to_string(i), [&] { load_gguf(p); });
+    attempt_file("random #" + std::to_string(i), mutate(orig, rng, header_end + 64), load_gguf);
   }
   report("gguf small");
 }
@@ -243,7 +256,8 @@ TEST_F(FormatFuzz, GGUFStories260K) {
   KITE_REQUIRE_SHARED("models/stories260K.gguf");
   std::ifstream in(test::shared_path("models/stories260K.gguf"), std::ios::binary);
   const std::string orig((std::istreambuf_iterator<char>(in)), {});
-  const size_t header_end = GGUFFile::open(test::shared_path("models/stories260K.gguf"))->data_offset();
+  const size_t header_end =
+      GGUFFile::open(test::shared_path("models/stories260K.gguf"))->data_offset();
   std::mt19937_64 rng(1185376);
   for (int i = 0; i < 120; i++) {
     std::string s = orig;
@@ -253,8 +267,7 @@ TEST_F(FormatFuzz, GGUFStories260K) {
       const uint64_t v = kHuge64[rng() % std::size(kHuge64)];
       std::memcpy(&s[rng() % header_end], &v, 8);
     }
-    const std::string p = write("s.gguf", s);
-    attempt("stories #" + std::to_string(i), [&] { load_gguf(p); });
+    attempt_file("stories #" + std::to_string(i), s, load_gguf);
   }
   report("gguf stories260K");
 }
@@ -267,14 +280,12 @@ TEST_F(FormatFuzz, SafeTensorsFile) {
   const size_t header_end = 8 + header.size();
 
   for (size_t n = 0; n < orig.size(); n++) {
-    const std::string p = write("t.safetensors", orig.substr(0, n));
-    attempt("truncate " + std::to_string(n), [&] { load_safetensors_file(p); });
+    attempt_file("truncate " + std::to_string(n), orig.substr(0, n), load_safetensors_file);
   }
   for (uint64_t v : kHuge64) {
     std::string s = orig;
     std::memcpy(&s[0], &v, 8);
-    const std::string p = write("l.safetensors", s);
-    attempt("header length", [&] { load_safetensors_file(p); });
+    attempt_file("header length", s, load_safetensors_file);
   }
   // Every header character replaced by JSON punctuation and digits (length kept).
   const char kChars[] = {'9', '-', '"', '{', '[', ']', '}', ',', ':', 'e', '.', '\0', '\xff'};
@@ -282,8 +293,7 @@ TEST_F(FormatFuzz, SafeTensorsFile) {
     for (char c : kChars) {
       std::string s = orig;
       s[pos] = c;
-      const std::string p = write("c.safetensors", s);
-      attempt("char at " + std::to_string(pos), [&] { load_safetensors_file(p); });
+      attempt_file("char at " + std::to_string(pos), s, load_safetensors_file);
     }
   }
   // Structured lies, with a consistent header length.
@@ -297,17 +307,15 @@ TEST_F(FormatFuzz, SafeTensorsFile) {
       for (const json& v : kValues) {
         json h = small_safetensors_header();
         h[tensor][field] = v;
-        const std::string p = write("j.safetensors", with_header_len(h.dump()) + data);
-        attempt(std::string(tensor) + "." + field + " = " + v.dump(),
-                [&] { load_safetensors_file(p); });
+        attempt_file(std::string(tensor) + "." + field + " = " + v.dump(),
+                     with_header_len(h.dump()) + data, load_safetensors_file);
       }
     }
   }
   std::mt19937_64 rng(407);
-  for (int i = 0; i < 3000; i++) {
-    const std::string p = write("r.safetensors", mutate(orig, rng, header_end));
-    attempt("random #" + std::to_string(i), [&] { load_safetensors_file(p); });
-  }
+  for (int i = 0; i < 3000; i++)
+    attempt_file("random #" + std::to_string(i), mutate(orig, rng, header_end),
+                 load_safetensors_file);
   report("safetensors");
 }
 
@@ -336,14 +344,12 @@ TEST_F(FormatFuzz, Llama2cSmallFile) {
       for (int32_t v : kInts) {
         std::string s = orig;
         std::memcpy(&s[field * 4], &v, 4);
-        const std::string p = write("f.bin", s);
-        attempt("field " + std::to_string(field), [&] { load_llama2c_file(p); });
+        attempt_file("field " + std::to_string(field), s, load_llama2c_file);
       }
     }
     std::mt19937_64 rng(shared ? 28 : 29);
     for (int i = 0; i < 1000; i++) {
-      const std::string p = write("r.bin", mutate(orig, rng, 32));
-      attempt("random #" + std::to_string(i), [&] { load_llama2c_file(p); });
+      attempt_file("random #" + std::to_string(i), mutate(orig, rng, 32), load_llama2c_file);
     }
     // Version-1 headers with random fields.
     for (int i = 0; i < 500; i++) {
@@ -356,8 +362,7 @@ TEST_F(FormatFuzz, Llama2cSmallFile) {
       }
       s[36] = char(rng() % 2);
       s += std::string(rng() % 4096, '\0');
-      const std::string p = write("v1.bin", s);
-      attempt("v1 #" + std::to_string(i), [&] { load_llama2c_file(p); });
+      attempt_file("v1 #" + std::to_string(i), s, load_llama2c_file);
     }
   }
   report("llama2c small");
@@ -376,8 +381,7 @@ TEST_F(FormatFuzz, Llama2cStories260K) {
       const int32_t v = int32_t(rng() % 3 == 0 ? rng() : rng() % 1024) * (rng() % 2 ? 1 : -1);
       std::memcpy(&s[(rng() % 7) * 4], &v, 4);
     }
-    const std::string p = write("s.bin", s);
-    attempt("stories #" + std::to_string(i), [&] { load_llama2c_file(p); });
+    attempt_file("stories #" + std::to_string(i), s, load_llama2c_file);
   }
   report("llama2c stories260K");
 }
@@ -419,7 +423,6 @@ TEST_F(FormatFuzz, HFConfig) {
     }
   }
   // The file path goes through the same code.
-  const std::string p = write("config.json", originals[0]);
-  attempt("file", [&] { read_hf_config(p); });
+  attempt_file("file", originals[0], read_hf_config);
   report("hf config");
 }

@@ -329,6 +329,15 @@ TEST_F(GGUFTest, LyingCountsAndLengthsAreBoundedByTheFile) {
   EXPECT_NE(m.find("metadata 'a': array of 1099511627776 u64"), std::string::npos) << m;
 }
 
+TEST_F(GGUFTest, MetadataValueCountIsCapped) {
+  // 2^24 + 1 one-byte elements fit in the file, but exceed the per-file value limit.
+  GGUFBytes b;
+  b.header(3, 0, 1).str("big").put<uint32_t>(uint32_t(GGUFType::ARRAY));
+  b.put<uint32_t>(uint32_t(GGUFType::U8)).put<uint64_t>((1ull << 24) + 1).zeros((1 << 24) + 1);
+  EXPECT_NE(open_error(b.b).find("exceeds the limit of 16777216 metadata values"),
+            std::string::npos);
+}
+
 TEST_F(GGUFTest, RejectsBadValueTypesDuplicatesAndDeepNesting) {
   GGUFBytes bad_type;
   bad_type.header(3, 0, 1).str("k").put<uint32_t>(13).zeros(8);
@@ -407,7 +416,8 @@ TEST_F(GGUFTest, RejectsBadTensorInfos) {
   {
     GGUFBytes b;
     b.header(3, 1, 0).tensor("w", {4}, 0, 8).pad_to(32).zeros(64);
-    EXPECT_NE(open_error(b.b).find("tensor 'w': data offset 8 is not a multiple of the alignment 32"),
+    EXPECT_NE(open_error(b.b).find(
+                  "tensor 'w': data offset 8 is not a multiple of the alignment 32"),
               std::string::npos);
   }
   {

@@ -176,7 +176,8 @@ TEST_F(GGUFWriterTest, RejectsInconsistentTensorsAndValues) {
     w.add_tensor("z", DType::F32, {3, 1, 1, 1}, 1, buf, 4);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tensor 'z': 4 bytes given, but its type and shape need 12"),
+    EXPECT_NE(std::string(e.what()).find(
+                  "tensor 'z': 4 bytes given, but its type and shape need 12"),
               std::string::npos) << e.what();
   }
 

@@ -196,8 +196,9 @@ TEST_F(Llama2cTest, SizeMustMatchTheHeaderExactly) {
   KITE_REQUIRE_SHARED("models/stories260K.bin");
   const std::string orig = read_all(test::shared_path("models/stories260K.bin"));
   std::string m = load_error(orig.substr(0, orig.size() - 4));
-  EXPECT_NE(m.find("implies 1056540 bytes with a shared classifier, but the file has 1056536 bytes"),
-            std::string::npos) << m;
+  EXPECT_NE(
+      m.find("implies 1056540 bytes with a shared classifier, but the file has 1056536 bytes"),
+      std::string::npos) << m;
   EXPECT_NE(m.find("dim 64, hidden_dim 172, n_layers 5, n_heads 8, n_kv_heads 4, vocab_size 512, "
                    "seq_len 512"),
             std::string::npos) << m;

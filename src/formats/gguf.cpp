@@ -19,9 +19,14 @@ namespace kite {
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
-constexpr int kMaxArrayDepth = 8;        // nested arrays deeper than this are refused (stack safety)
+constexpr int kMaxArrayDepth = 8;  // deeper nested arrays are refused (bounds the recursion)
 constexpr int kMaxDims = 4;
 constexpr uint64_t kDefaultAlignment = 32;
+// Parsed metadata costs ~100 bytes per value (a GGUFValue each, array elements included), so
+// the counts are also capped outright: a file can then never make us allocate more than a
+// couple of GB, while real files stay far below (a 256k-token vocabulary with merges is ~1M).
+constexpr uint64_t kMaxMetadataValues = uint64_t(1) << 24;
+constexpr uint64_t kMaxTensors = uint64_t(1) << 20;
 
 bool valid_type_id(uint32_t t) { return t <= static_cast<uint32_t>(GGUFType::F64); }
 
@@ -55,9 +60,10 @@ void set_int(GGUFValue& v, T x) {
   }
 }
 
-GGUFValue read_value(ByteReader& r, GGUFType type, int depth);
+GGUFValue read_value(ByteReader& r, GGUFType type, int depth, uint64_t& budget);
 
-GGUFValue read_array(ByteReader& r, int depth) {
+// `budget` counts the metadata values still allowed (kMaxMetadataValues in all).
+GGUFValue read_array(ByteReader& r, int depth, uint64_t& budget) {
   if (depth >= kMaxArrayDepth) r.error("arrays nested deeper than ", kMaxArrayDepth, " levels");
   GGUFValue v;
   v.type = GGUFType::ARRAY;
@@ -71,12 +77,17 @@ GGUFValue read_array(ByteReader& r, int depth) {
     r.error("array of ", n, " ", gguf_type_name(v.elem_type), " elements needs at least ", n,
             " x ", min_size, " bytes, but only ", r.remaining(), " remain (offset ", r.pos(),
             ", file is ", r.size(), " bytes)");
+  if (n > budget)
+    r.error("array of ", n, " elements exceeds the limit of ", kMaxMetadataValues,
+            " metadata values per file");
+  budget -= n;
   v.arr.reserve(static_cast<size_t>(n));
-  for (uint64_t k = 0; k < n; k++) v.arr.push_back(read_value(r, v.elem_type, depth + 1));
+  for (uint64_t k = 0; k < n; k++)
+    v.arr.push_back(read_value(r, v.elem_type, depth + 1, budget));
   return v;
 }
 
-GGUFValue read_value(ByteReader& r, GGUFType type, int depth) {
+GGUFValue read_value(ByteReader& r, GGUFType type, int depth, uint64_t& budget) {
   GGUFValue v;
   v.type = type;
   switch (type) {
@@ -96,7 +107,7 @@ GGUFValue read_value(ByteReader& r, GGUFType type, int depth) {
       v.u = v.b;
       break;
     case GGUFType::STRING: v.s = r.read_string("string value"); break;
-    case GGUFType::ARRAY: return read_array(r, depth);
+    case GGUFType::ARRAY: return read_array(r, depth, budget);
   }
   return v;
 }
@@ -255,6 +266,9 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   if (n_kv > r.remaining() / 13)
     fail(path, ": metadata count ", n_kv, " cannot fit in the ", r.remaining(),
          " bytes left after the header");
+  if (n_kv > kMaxMetadataValues)
+    fail(path, ": metadata count ", n_kv, " exceeds the limit of ", kMaxMetadataValues);
+  uint64_t budget = kMaxMetadataValues - n_kv;
 
   for (uint64_t k = 0; k < n_kv; k++) {
     r.set_context("metadata #" + std::to_string(k));
@@ -262,7 +276,7 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
     r.set_context("metadata '" + key + "'");
     const uint32_t type = r.read<uint32_t>("value type");
     if (!valid_type_id(type)) r.error("unknown value type id ", type);
-    GGUFValue v = read_value(r, static_cast<GGUFType>(type), 0);
+    GGUFValue v = read_value(r, static_cast<GGUFType>(type), 0, budget);
     if (!g->kv_.emplace(std::move(key), std::move(v)).second) r.error("duplicate key");
   }
   r.set_context("");
@@ -272,6 +286,8 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string& path) {
   if (n_tensors > r.remaining() / 24)
     fail(path, ": tensor count ", n_tensors, " cannot fit in the ", r.remaining(),
          " bytes left after the metadata");
+  if (n_tensors > kMaxTensors)
+    fail(path, ": tensor count ", n_tensors, " exceeds the limit of ", kMaxTensors);
   std::vector<RawTensorInfo> infos;
   infos.reserve(static_cast<size_t>(n_tensors));
   for (uint64_t k = 0; k < n_tensors; k++) {

@@ -192,9 +192,8 @@ ModelConfig parse_config_object(const json& root, const std::string& source) {
     read_rope_scaling(root.at("rope_scaling"), source, "rope_scaling", c);
   } else if (f.has("rope_parameters")) {  // transformers >= 5
     read_rope_scaling(root.at("rope_parameters"), source, "rope_parameters", c);
-    if (root.at("rope_parameters").contains("rope_theta"))
-      c.rope_theta = static_cast<float>(Fields(root.at("rope_parameters"), source, "rope_parameters.")
-                                            .get_positive_number("rope_theta", c.rope_theta));
+    const Fields rp(root.at("rope_parameters"), source, "rope_parameters.");
+    c.rope_theta = static_cast<float>(rp.get_positive_number("rope_theta", c.rope_theta));
   }
 
   c.tied_embeddings = f.get_bool("tie_word_embeddings", false);

@@ -187,7 +187,8 @@ Llama2cCheckpoint load_llama2c(const std::string& path) {
   }
   validate(path, p, ck.version);
 
-  const std::vector<Segment> segs = ck.version == 1 ? v1_layout(p, shared) : legacy_layout(p, shared);
+  const std::vector<Segment> segs =
+      ck.version == 1 ? v1_layout(p, shared) : legacy_layout(p, shared);
   uint64_t weights = 0, total = 0;
   if (!layout_bytes(segs, p.n_layers, &weights) || !checked_add(weights, header_bytes, &total) ||
       total != ck.file->size()) {
@@ -200,8 +201,8 @@ Llama2cCheckpoint load_llama2c(const std::string& path) {
                     : " (the size fits a shared classifier: wrong sign or flag?)";
     fail(path, ": llama2.c v", ck.version, " header (", describe(p), ") implies ",
          total == 0 ? std::string("an impossibly large file") : std::to_string(total) + " bytes",
-         shared ? " with a shared classifier" : " with a separate classifier", ", but the file has ",
-         ck.file->size(), " bytes", hint);
+         shared ? " with a shared classifier" : " with a separate classifier",
+         ", but the file has ", ck.file->size(), " bytes", hint);
   }
 
   const uint8_t* pos = ck.file->data() + header_bytes;

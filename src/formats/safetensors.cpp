@@ -22,6 +22,9 @@ namespace {
 
 using json = nlohmann::json;
 
+// The reference implementation refuses headers over 100 MB; so do we (bounds JSON memory).
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
 struct DTypeInfo {
   const char* name;
   bool has_dtype;    // maps onto a Kite DType
@@ -156,6 +159,9 @@ void SafeTensors::add_file_checked(const std::string& path) {
   const uint64_t header_len = r.read<uint64_t>("header length");
   if (header_len > r.remaining())
     fail(path, ": header length ", header_len, " exceeds the file (", file->size(), " bytes)");
+  if (header_len > kMaxHeaderBytes)
+    fail(path, ": header length ", header_len, " exceeds the format's limit of ",
+         kMaxHeaderBytes, " bytes");
   const char* text = reinterpret_cast<const char*>(file->data() + 8);
   json header = parse_json_text(path, text, text + header_len);
   if (!header.is_object()) fail(path, ": header is ", brief(header), ", expected a JSON object");

@@ -258,7 +258,7 @@ int integer_candidates(float v, int lo, int hi, int prev, int* out) {
 // q_j in [qmin, qmax], minimising sum_j W[j] * (v[j] - d * q_j)^2, where W[j] is how much the
 // sub-block's error grows per unit of error in v[j] (sum w L^2 for a scale, sum w for a min).
 // Candidates put the largest |v| on each level from the top of the range down to half of it (in
-// quarter steps, or 64 steps for wide ranges; from both ends when qmin < 0), each followed by
+// quarter steps, or 32 steps for wide ranges; from both ends when qmin < 0), each followed by
 // one least-squares refit of d for the integers it gives. Only n terms per candidate: cheap next to the level assignment.
 float choose_super_scale(const float* v, const double* W, int n, int qmin, int qmax) {
   float vm = 0;
@@ -287,7 +287,7 @@ float choose_super_scale(const float* v, const double* W, int n, int qmin, int q
   for (int end : {qmax, qmin}) {
     if (end == 0) continue;
     const float top = static_cast<float>(std::abs(end));
-    const float step = std::max(0.25f, top / 128);  // at most ~64 candidates per end
+    const float step = std::max(0.25f, top / 64);  // at most ~32 candidates per end
     for (float k = top; k >= 0.5f * top; k -= step) {
       const float d0 = vm / (end > 0 ? k : -k);
       consider(d0);

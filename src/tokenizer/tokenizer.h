@@ -28,17 +28,17 @@ struct VocabData {
   std::vector<std::string> tokens;      // piece text as stored (SPM: "▁" for space; BPE: GPT-2 byte-unicode)
   std::vector<float> scores;            // SPM merge priorities (may be empty for BPE)
   std::vector<TokenType> token_types;
-  std::vector<std::string> merges;      // BPE: "left right", highest priority first
+  std::vector<std::string> merges;      // "left right", highest priority first (BPE; SPM only from tokenizer.json)
   std::string pre;                      // pre-tokenizer name, as GGUF tokenizer.ggml.pre ("default", "llama3", "qwen2", "gpt-2", "deepseek-llm", ...)
   int bos = -1, eos = -1, unk = -1, pad = -1, eot = -1;
   bool add_bos = false, add_eos = false;
   bool add_space_prefix = true;         // SPM: prepend "▁" to the text (HF Metaspace prepend_scheme "first")
-  bool remove_extra_whitespaces = false;// SPM normaliser option (tokenizer.model)
+  bool remove_extra_whitespaces = false;// SPM normaliser option (tokenizer.model): trim and collapse spaces
 
   // ---- added to the original interface ----
-  // SPM: a character no piece covers becomes its <0xXX> byte tokens; all 256 must then exist.
-  // (Without it such a character becomes UNK.) Loaders set it from the file, or when the vocab
-  // has byte tokens.
+  // SPM: the vocabulary promises all 256 <0xXX> byte tokens (checked at construction). Merging by
+  // score uses byte tokens for uncovered text whenever they exist (llama.cpp); merging by rank
+  // (tokenizer.json) uses them only when this is set, else UNK (Hugging Face).
   bool byte_fallback = false;
   // BPE: a pre-tokenized word that is itself a token is emitted whole (Llama 3's ignore_merges).
   bool ignore_merges = false;

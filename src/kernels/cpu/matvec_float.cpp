@@ -21,16 +21,19 @@ namespace {
 
 // Loaders: 8 weights of row p starting at element i, widened to fp32; plus a scalar one for tails.
 struct LoadF32 {
+  static constexpr int kBytes = 4;
   static __m256 load8(const uint8_t* p, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p) + i); }
   static float load1(const uint8_t* p, int64_t i) { return reinterpret_cast<const float*>(p)[i]; }
 };
 struct LoadF16 {
+  static constexpr int kBytes = 2;
   static __m256 load8(const uint8_t* p, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(p) + i)));
   }
   static float load1(const uint8_t* p, int64_t i) { return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]); }
 };
 struct LoadBF16 {
+  static constexpr int kBytes = 2;
   static __m256 load8(const uint8_t* p, int64_t i) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(p) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -56,8 +59,12 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o) {
   __m256 acc[R][NT];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+  const uint8_t* pf = a.w + (o + R) * a.w_stride;  // the next R rows (see prefetch_lines)
+  constexpr int64_t pf_step = R * 8 * L::kBytes;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
+    prefetch_lines(pf, pf_step);
+    pf += pf_step;
     __m256 xv[NT];  // x[t][i .. i+8)
     for (int t = 0; t < NT; t++) xv[t] = _mm256_loadu_ps(a.x + t * n + i);
     for (int r = 0; r < R; r++) {
@@ -108,12 +115,14 @@ namespace {
 // Loaders: 16 weights of row p from element i, widened to fp32. The masked form loads only the
 // lanes in m (no access past the row's end) and zeroes the others.
 struct LoadF32 {
+  static constexpr int kBytes = 4;
   static __m512 load(const uint8_t* p, int64_t i) { return _mm512_loadu_ps(reinterpret_cast<const float*>(p) + i); }
   static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p) + i);
   }
 };
 struct LoadF16 {
+  static constexpr int kBytes = 2;
   static __m512 load(const uint8_t* p, int64_t i) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint16_t*>(p) + i)));
   }
@@ -122,6 +131,7 @@ struct LoadF16 {
   }
 };
 struct LoadBF16 {
+  static constexpr int kBytes = 2;
   static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
   static __m512 load(const uint8_t* p, int64_t i) {
     return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint16_t*>(p) + i)));
@@ -139,8 +149,12 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o) {
   __m512 acc[R][NT];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+  const uint8_t* pf = a.w + (o + R) * a.w_stride;  // the next R rows (see prefetch_lines)
+  constexpr int64_t pf_step = R * 16 * L::kBytes;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
+    prefetch_lines(pf, pf_step);
+    pf += pf_step;
     __m512 xv[NT];  // x[t][i .. i+16)
     for (int t = 0; t < NT; t++) xv[t] = _mm512_loadu_ps(a.x + t * n + i);
     for (int r = 0; r < R; r++) {

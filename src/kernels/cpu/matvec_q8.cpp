@@ -12,7 +12,8 @@
 //    accumulator at -sum(x) per lane (8 lanes * -sum x = -8 sum x) for the offset.
 //  * AVX2: vpmaddubsw (u8*s8 pairs -> s16, no overflow since |w|,|x| <= 127 or q <= 15) then
 //    vpmaddwd with ones to widen to int32; the same |w| / sign and offset tricks.
-// One block is one 256-bit vector; 8 int32 lanes carry the block's partial sums into fp32.
+// AVX2: one block per 256-bit vector; its 8 int32 lanes carry the block's partial sums into fp32.
+// AVX-512: groups of blocks per 512-bit vector (see below).
 //
 // Each pass covers R rows x NT tokens: weights are loaded once for NT tokens.
 #include <cstring>
@@ -86,7 +87,10 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o) {
   __m256 acc[R][NT];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+  const uint8_t* pf = a.w + (o + R) * a.w_stride;  // the next R rows (see prefetch_lines)
   for (int64_t b = 0; b < nb; b++) {
+    prefetch_lines(pf, R * D::kBlockBytes);
+    pf += R * D::kBlockBytes;
     __m256i xq[NT];  // activation block b of token t
     for (int t = 0; t < NT; t++)
       xq[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xq.qs + t * a.n_in + b * kQBlock));
@@ -174,15 +178,15 @@ struct Q8_0 {
     __mmask64 neg;
     __m512 dw;    // block scales, 8 lanes each
   };
-  static X prep_x(const ActQ8& xq, const int8_t* q, const float* d, const int32_t*) {
+  static X prep_x(const int8_t* q, const float* d, const int32_t*) {
     const __m512i rep8 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     return {_mm512_loadu_si512(q), _mm512_permutexvar_ps(rep8, _mm512_castps128_ps512(_mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(d)))))};
   }
   static W prep_w(const uint8_t* p) {
     const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2))),
                                          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + kBlockBytes + 2)), 1);
-    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 17 | 17 << 16, 17 | 17 << 16, 17 | 17 << 16, 17 | 17 << 16,
-                                          17 | 17 << 16, 17 | 17 << 16, 17 | 17 << 16, 17 | 17 << 16);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 17 | 17 << 16, 17 | 17 << 16, 17 | 17 << 16, 17 | 17 << 16,
+                                          0, 0, 0, 0, 0, 0, 0, 0);  // words 0-7: d0, 8-15: d1
     return {_mm512_abs_epi8(w), _mm512_movepi8_mask(w), spread_f16(p, idx)};
   }
   // sum w * x = sum |w| * (x with the sign of w)
@@ -204,7 +208,7 @@ struct Q4_0 {
     __m512i lo, hi;    // nibbles q (value q - 8) in the same order as X
     __m512 dw;
   };
-  static X prep_x(const ActQ8&, const int8_t* q, const float* d, const int32_t* s) {
+  static X prep_x(const int8_t* q, const float* d, const int32_t* s) {
     const __m512i a = _mm512_loadu_si512(q), b = _mm512_loadu_si512(q + 64);  // blocks 0-1, 2-3
     const __m512i rep4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const __m512i sums = _mm512_permutexvar_epi32(rep4, _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s))));
@@ -248,10 +252,14 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o) {
   for (int r = 0; r < R; r++)
     for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
   int64_t b = 0;
+  const uint8_t* pf = a.w + (o + R) * a.w_stride;  // the next R rows (see prefetch_lines)
+  constexpr int64_t kStepBytes = R * D::kGroup * D::kBlockBytes;
   for (; b + D::kGroup <= nb; b += D::kGroup) {
+    prefetch_lines(pf, kStepBytes);
+    pf += kStepBytes;
     typename D::X x[NT];  // activation blocks b .. b+kGroup of token t, rearranged for D
     for (int t = 0; t < NT; t++)
-      x[t] = D::prep_x(a.xq, a.xq.qs + t * a.n_in + b * kQBlock, a.xq.d + t * nb + b, a.xq.s + t * nb + b);
+      x[t] = D::prep_x(a.xq.qs + t * a.n_in + b * kQBlock, a.xq.d + t * nb + b, a.xq.s + t * nb + b);
     for (int r = 0; r < R; r++) {
       const typename D::W wr = D::prep_w(w[r] + b * D::kBlockBytes);
       for (int t = 0; t < NT; t++)
