@@ -259,7 +259,8 @@ int integer_candidates(float v, int lo, int hi, int prev, int* out) {
 // sub-block's error grows per unit of error in v[j] (sum w L^2 for a scale, sum w for a min).
 // Candidates put the largest |v| on each level from the top of the range down to half of it (in
 // quarter steps, or 32 steps for wide ranges; from both ends when qmin < 0), each followed by
-// one least-squares refit of d for the integers it gives. Only n terms per candidate: cheap next to the level assignment.
+// one least-squares refit of d for the integers it gives. Each candidate costs n terms: cheap
+// next to the level assignment that follows.
 float choose_super_scale(const float* v, const double* W, int n, int qmin, int qmax) {
   float vm = 0;
   for (int j = 0; j < n; j++)
@@ -330,12 +331,13 @@ double assign_affine_integers(const float* x, const float* w, const AffineKSpec&
   for (int j = 0; j < spec.n_sub; j++) {
     const float* xs = x + j * len;
     const float* ws = w + j * len;
-    int scs[4], mns[4];
-    const int nsc = d > 0 ? integer_candidates(s[j] / d, 0, spec.sc_max, prev ? prev->sc[j] : -1, scs)
-                          : (scs[0] = 0, 1);
-    const int nmn = dmin > 0 ? integer_candidates(m[j] / dmin, 0, spec.sc_max, prev ? prev->mn[j] : -1, mns)
-                             : (mns[0] = 0, 1);
+    // With a zero factor the only integer worth trying is 0.
+    int scs[4] = {0}, mns[4] = {0};
+    const int nsc = d > 0 ? integer_candidates(s[j] / d, 0, spec.sc_max, prev ? prev->sc[j] : -1, scs) : 1;
+    const int nmn = dmin > 0 ? integer_candidates(m[j] / dmin, 0, spec.sc_max, prev ? prev->mn[j] : -1, mns) : 1;
     float best = std::numeric_limits<float>::infinity();
+    out.sc[j] = static_cast<uint8_t>(scs[0]);  // (kept if every error is NaN: garbage input)
+    out.mn[j] = static_cast<uint8_t>(mns[0]);
     for (int a = 0; a < nsc; a++) {
       for (int b = 0; b < nmn; b++) {
         const float e = affine_sub_block_error(xs, ws, len, d * static_cast<float>(scs[a]),
@@ -349,7 +351,8 @@ double assign_affine_integers(const float* x, const float* w, const AffineKSpec&
     }
     const float ds = d * static_cast<float>(out.sc[j]), dm = dmin * static_cast<float>(out.mn[j]);
     const float inv = ds > 0 ? 1.0f / ds : 0.0f;
-    for (int i = 0; i < len; i++) out.L[j * len + i] = static_cast<uint8_t>(clamp_round((xs[i] + dm) * inv, 0, spec.nmax));
+    for (int i = 0; i < len; i++)
+      out.L[j * len + i] = static_cast<uint8_t>(clamp_round((xs[i] + dm) * inv, 0, spec.nmax));
     total += best;
   }
   out.d = f32_to_f16(d);
@@ -442,11 +445,12 @@ double assign_symmetric_integers(const float* x, const float* w, const Symmetric
   for (int j = 0; j < kSymSub; j++) {
     const float* xs = x + j * len;
     const float* ws = w + j * len;
-    int scs[4];
+    int scs[4] = {0};
     const int nsc = d != 0 ? integer_candidates(s[j] / d, spec.sc_min, spec.sc_max,
                                                 prev ? prev->sc[j] : spec.sc_min - 1, scs)
-                           : (scs[0] = 0, 1);
+                           : 1;
     float best = std::numeric_limits<float>::infinity();
+    out.sc[j] = static_cast<int8_t>(scs[0]);  // (kept if every error is NaN: garbage input)
     for (int a = 0; a < nsc; a++) {
       const float e = symmetric_sub_block_error(xs, ws, len, d * static_cast<float>(scs[a]),
                                                 spec.qmin, spec.qmax);

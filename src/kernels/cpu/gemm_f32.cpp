@@ -110,9 +110,11 @@ void pack_a(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc,
 template <int NR>
 void micro_kernel(const float* a, const float* b, int64_t kc, float* y, int64_t ldy, int rows, bool accumulate) {
   __m256 c0[NR], c1[NR];  // rows 0..7 and 8..15 of token t
+#pragma GCC unroll 16
   for (int t = 0; t < NR; t++) c0[t] = c1[t] = _mm256_setzero_ps();
   for (int64_t k = 0; k < kc; k++) {
     const __m256 a0 = _mm256_load_ps(a + k * kMR), a1 = _mm256_load_ps(a + k * kMR + 8);
+#pragma GCC unroll 16
     for (int t = 0; t < NR; t++) {
       const __m256 bt = _mm256_broadcast_ss(b + k * NR + t);
       c0[t] = _mm256_fmadd_ps(a0, bt, c0[t]);
@@ -120,6 +122,7 @@ void micro_kernel(const float* a, const float* b, int64_t kc, float* y, int64_t 
     }
   }
   if (rows == kMR) {
+#pragma GCC unroll 16
     for (int t = 0; t < NR; t++) {
       float* yt = y + t * ldy;
       if (accumulate) {
@@ -131,6 +134,7 @@ void micro_kernel(const float* a, const float* b, int64_t kc, float* y, int64_t 
     }
   } else {  // edge panel: go through memory
     alignas(32) float c[kMR];
+#pragma GCC unroll 16
     for (int t = 0; t < NR; t++) {
       _mm256_store_ps(c, c0[t]);
       _mm256_store_ps(c + 8, c1[t]);
@@ -173,39 +177,80 @@ namespace kite::kernels::cpu::avx512 {
 namespace {
 
 constexpr int kMR = 32, kNR = 12, kKC = 256;  // A panel: 256 x 32 floats = 32 KiB (L1)
+constexpr int kPrefetchB = 1024;  // bytes ahead in the B tile (~20 k steps): it streams from L2
 
-void row_f32(const uint8_t* w, int64_t k0, int64_t n, float* out) {
-  std::memcpy(out, reinterpret_cast<const float*>(w) + k0, n * sizeof(float));
-}
-void row_f16(const uint8_t* w, int64_t k0, int64_t n, float* out) {
-  const uint16_t* p = reinterpret_cast<const uint16_t*>(w) + k0;
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(out + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + i)));
+// Loaders: 16 consecutive weights of a row from element i, widened to fp32; lanes outside m read
+// nothing and are zero.
+struct LoadF32 {
+  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p) + i);
   }
-}
-void row_bf16(const uint8_t* w, int64_t k0, int64_t n, float* out) {
-  const uint16_t* p = reinterpret_cast<const uint16_t*>(w) + k0;
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? 0xffff : static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p + i));
-    _mm512_mask_storeu_ps(out + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+};
+struct LoadF16 {
+  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p) + i));
   }
+};
+struct LoadBF16 {
+  static __m512 load(const uint8_t* p, int64_t i, __mmask16 m) {
+    const __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(p) + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+  }
+};
+
+// In-register transpose of a 16x16 fp32 block: r[i][j] -> r[j][i].
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows, interleaved within 128-bit lanes
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // r[i + j], lane L: rows i..i+3 of column 4L + j
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  __m512 o[16];
+  for (int j = 0; j < 4; j++) {  // gather lane L of the four row groups: column 4L + j
+    const __m512 t0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), t1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+    const __m512 t2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), t3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    o[j] = _mm512_shuffle_f32x4(t0, t2, 0x88);
+    o[j + 8] = _mm512_shuffle_f32x4(t0, t2, 0xdd);
+    o[j + 4] = _mm512_shuffle_f32x4(t1, t3, 0x88);
+    o[j + 12] = _mm512_shuffle_f32x4(t1, t3, 0xdd);
+  }
+  for (int i = 0; i < 16; i++) r[i] = o[i];
 }
 
-template <void (*Row)(const uint8_t*, int64_t, int64_t, float*)>
+// A panel [kc][32]: 16x16 blocks loaded row-wise (widened on the fly), transposed in registers
+// and stored column-wise; missing rows load as zeros.
+template <class L>
 void pack_a(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
-  alignas(64) float tmp[kMR * kKC];  // [rows][kc] widened weights
-  for (int r = 0; r < rows; r++) Row(w + r * w_stride, k0, kc, tmp + r * kc);
-  transpose_into_panel(tmp, rows, kc, kMR, static_cast<float*>(panel));
+  float* p = static_cast<float*>(panel);
+  for (int h = 0; h < kMR / 16; h++)
+    for (int64_t k = 0; k < kc; k += 16) {
+      const int64_t n = kc - k < 16 ? kc - k : 16;
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      __m512 r[16];
+      for (int i = 0; i < 16; i++) {
+        const int row = 16 * h + i;
+        r[i] = row < rows ? L::load(w + row * w_stride, k0 + k, m) : _mm512_setzero_ps();
+      }
+      transpose16(r);
+      for (int j = 0; j < n; j++) _mm512_store_ps(p + (k + j) * kMR + 16 * h, r[j]);
+    }
 }
 
 template <int NR>
 void micro_kernel(const float* a, const float* b, int64_t kc, float* y, int64_t ldy, int rows, bool accumulate) {
   __m512 c0[NR], c1[NR];  // rows 0..15 and 16..31 of token t
+#pragma GCC unroll 16
   for (int t = 0; t < NR; t++) c0[t] = c1[t] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; k++) {
+    _mm_prefetch(reinterpret_cast<const char*>(b + k * NR) + kPrefetchB, _MM_HINT_T0);
     const __m512 a0 = _mm512_load_ps(a + k * kMR), a1 = _mm512_load_ps(a + k * kMR + 16);
+#pragma GCC unroll 16
     for (int t = 0; t < NR; t++) {
       const __m512 bt = _mm512_set1_ps(b[k * NR + t]);
       c0[t] = _mm512_fmadd_ps(a0, bt, c0[t]);
@@ -214,6 +259,7 @@ void micro_kernel(const float* a, const float* b, int64_t kc, float* y, int64_t 
   }
   const __mmask16 m0 = rows >= 16 ? 0xffff : static_cast<__mmask16>((1u << rows) - 1);
   const __mmask16 m1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : static_cast<__mmask16>((1u << (rows - 16)) - 1);
+#pragma GCC unroll 16
   for (int t = 0; t < NR; t++) {
     float* yt = y + t * ldy;
     if (accumulate) {
@@ -246,9 +292,9 @@ void kernel(const void* a, const void* b, int nr, int64_t kc, float* y, int64_t 
 
 }  // namespace
 
-void pack_a_f32_from_f32(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_f32>(w, s, rows, k0, kc, p); }
-void pack_a_f32_from_f16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_f16>(w, s, rows, k0, kc, p); }
-void pack_a_f32_from_bf16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_bf16>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_f32(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<LoadF32>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_f16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<LoadF16>(w, s, rows, k0, kc, p); }
+void pack_a_f32_from_bf16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<LoadBF16>(w, s, rows, k0, kc, p); }
 
 const GemmEngine gemm_f32 = {"avx512-f32", kMR, kNR, kKC, b_tile_bytes_f32, b_offset_f32, pack_b_f32,
                              sizeof(float) * kMR * kKC, kernel};

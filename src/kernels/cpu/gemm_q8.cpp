@@ -41,17 +41,30 @@ constexpr int kBPerToken = kQBlock + 8;        // bytes per block and token in a
 size_t b_tile_bytes(int nr, int64_t n_in) { return static_cast<size_t>(n_in / kQBlock) * nr * kBPerToken; }
 size_t b_offset(int nr, int64_t k0) { return static_cast<size_t>(k0 / kQBlock) * nr * kBPerToken; }
 
-// Stores one row's 32 unsigned weight bytes of a block into the panel record.
-inline void put_row(uint8_t* rec, int r, __m256i q) {
-  alignas(32) uint32_t g[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(g), q);
-  for (int j = 0; j < 8; j++) std::memcpy(rec + j * 64 + r * 4, &g[j], 4);
+// Panel record of one block from 16 rows of 32 weight bytes, given as 8 vectors z[q][h]: lane i
+// of z[q][h] holds bytes 16h..16h+15 (groups 4h..4h+3) of row 4q+i. Transposes the 16 x 8 matrix
+// of 4-byte groups so that record vector g holds group g of rows 0..15.
+inline void store_record(uint8_t* rec, __m512i z[4][2]) {
+  // Within each vector, 4 lanes x 4 groups -> 4 groups x 4 rows: lane j = group 4h+j of rows 4q..4q+3.
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (int q = 0; q < 4; q++)
+    for (int h = 0; h < 2; h++) z[q][h] = _mm512_permutexvar_epi32(idx, z[q][h]);
+  for (int h = 0; h < 2; h++)
+    for (int j = 0; j < 4; j++) {  // group 4h+j: lane j of z[0..3][h]
+      const int sel = j | j << 2 | j << 4 | j << 6;
+      const __m512i u = _mm512_shuffle_i32x4(z[0][h], z[1][h], sel), v = _mm512_shuffle_i32x4(z[2][h], z[3][h], sel);
+      _mm512_store_si512(rec + (4 * h + j) * 64, _mm512_shuffle_i32x4(u, v, 0x88));
+    }
 }
 
-inline void zero_rows(uint8_t* rec, int rows) {
-  for (int r = rows; r < kMR; r++) {
-    put_row(rec, r, _mm256_setzero_si256());
-    reinterpret_cast<float*>(rec + 512)[r] = 0.0f;
+// 16 bytes at p into lane i of z (zeros for rows past the matrix edge).
+inline __m512i insert_lane(__m512i z, int i, const uint8_t* p, bool valid) {
+  const __m128i v = valid ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)) : _mm_setzero_si128();
+  switch (i) {
+    case 0: return _mm512_inserti32x4(z, v, 0);
+    case 1: return _mm512_inserti32x4(z, v, 1);
+    case 2: return _mm512_inserti32x4(z, v, 2);
+    default: return _mm512_inserti32x4(z, v, 3);
   }
 }
 
@@ -59,25 +72,31 @@ template <int NR>
 void micro_kernel(const uint8_t* a, const uint8_t* b, int64_t nb, float* y, int64_t ldy, int rows, bool accumulate) {
   constexpr int64_t kBRecord = NR * kBPerToken;  // bytes per block in this B tile
   __m512 f[NR];                                  // fp32 sums: 16 rows of token t
+#pragma GCC unroll 16
   for (int t = 0; t < NR; t++) f[t] = _mm512_setzero_ps();
   for (int64_t blk = 0; blk < nb; blk++) {
     const uint8_t* ab = a + blk * kARecord;
     const uint8_t* bb = b + blk * kBRecord;
+    prefetch_lines(bb + 2 * kBRecord, kBRecord);  // the B tile streams from L2
     const int32_t* corr = reinterpret_cast<const int32_t*>(bb + NR * (kQBlock + 4));
     const float* dx = reinterpret_cast<const float*>(bb + NR * kQBlock);
     __m512i acc[NR];  // int32 block sums: 16 rows of token t
+#pragma GCC unroll 16
     for (int t = 0; t < NR; t++) acc[t] = _mm512_set1_epi32(corr[t]);
 #pragma GCC unroll 8
     for (int g = 0; g < 8; g++) {
       const __m512i wv = _mm512_load_si512(ab + g * 64);
       const int32_t* xg = reinterpret_cast<const int32_t*>(bb + g * NR * 4);
+#pragma GCC unroll 16
       for (int t = 0; t < NR; t++) acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32(xg[t]));
     }
     const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(ab + 512));
+#pragma GCC unroll 16
     for (int t = 0; t < NR; t++)
       f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(dw, _mm512_set1_ps(dx[t])), f[t]);
   }
   const __mmask16 m = rows >= 16 ? 0xffff : static_cast<__mmask16>((1u << rows) - 1);
+#pragma GCC unroll 16
   for (int t = 0; t < NR; t++) {
     float* yt = y + t * ldy;
     if (accumulate) f[t] = _mm512_add_ps(f[t], _mm512_maskz_loadu_ps(m, yt));
@@ -108,32 +127,40 @@ void kernel(const void* a, const void* b, int nr, int64_t kc, float* y, int64_t 
 }  // namespace
 
 void pack_a_q8_from_q8_0(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));  // q + 128 == q ^ 0x80 as a byte
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));  // q + 128 == q ^ 0x80 as a byte
   for (int64_t b = 0; b < kc / kQBlock; b++) {
     uint8_t* rec = static_cast<uint8_t*>(panel) + b * kARecord;
     float* dw = reinterpret_cast<float*>(rec + 512);
-    for (int r = 0; r < rows; r++) {
+    __m512i z[4][2] = {};  // [row quad][half of the block]
+    for (int r = 0; r < kMR; r++) {
       const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(w + r * w_stride) + k0 / QK8_0 + b;
-      dw[r] = _cvtsh_ss(blk->d);
-      put_row(rec, r, _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk->qs)), flip));
+      const bool valid = r < rows;
+      dw[r] = valid ? _cvtsh_ss(blk->d) : 0.0f;
+      for (int h = 0; h < 2; h++) z[r / 4][h] = insert_lane(z[r / 4][h], r % 4, reinterpret_cast<const uint8_t*>(blk->qs) + 16 * h, valid);
     }
-    zero_rows(rec, rows);
+    for (int q = 0; q < 4; q++)
+      for (int h = 0; h < 2; h++) z[q][h] = _mm512_xor_si512(z[q][h], flip);
+    store_record(rec, z);
   }
 }
 
 void pack_a_q8_from_q4_0(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
-  const __m256i m = _mm256_set1_epi8(0x0f);
+  const __m512i m = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < kc / kQBlock; b++) {
     uint8_t* rec = static_cast<uint8_t*>(panel) + b * kARecord;
     float* dw = reinterpret_cast<float*>(rec + 512);
-    for (int r = 0; r < rows; r++) {
+    __m512i z[4][2] = {};  // [row quad][half of the block]
+    for (int r = 0; r < kMR; r++) {
       const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w + r * w_stride) + k0 / QK4_0 + b;
-      dw[r] = _cvtsh_ss(blk->d);
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk->qs));
-      const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
-      put_row(rec, r, _mm256_and_si256(both, m));  // nibbles in element order = q + 8
+      const bool valid = r < rows;
+      dw[r] = valid ? _cvtsh_ss(blk->d) : 0.0f;
+      z[r / 4][0] = insert_lane(z[r / 4][0], r % 4, blk->qs, valid);  // raw nibble bytes
     }
-    zero_rows(rec, rows);
+    for (int q = 0; q < 4; q++) {  // low nibbles: elements 0..15, high: 16..31; as bytes = q + 8
+      z[q][1] = _mm512_and_si512(_mm512_srli_epi16(z[q][0], 4), m);
+      z[q][0] = _mm512_and_si512(z[q][0], m);
+    }
+    store_record(rec, z);
   }
 }
 

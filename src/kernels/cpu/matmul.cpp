@@ -4,8 +4,9 @@
 // Per-call overhead matters: a decode step of a small model is ~150 matmuls of 10-300 us each. So:
 //  * no heap allocation per call: activations and A panels live in thread-local buffers that grow
 //    to the largest size seen and are kept;
-//  * one parallel region per call with a static, contiguous row split (each thread streams its
-//    own slab of W), no barrier in the matvec path;
+//  * one parallel region per call; rows are handed out in contiguous chunks (each streams its own
+//    slab of W), ~8 per thread, taken dynamically: a thread that is descheduled or slowed by other
+//    processes (2 cores shared with compilers) delays the call by one chunk, not by its whole share;
 //  * small products run on the calling thread alone (waking the team costs a few microseconds).
 #include <omp.h>
 
@@ -54,11 +55,11 @@ int team_size(double work) {
   return static_cast<int>(std::clamp(work / per_thread, 1.0, static_cast<double>(max_threads)));
 }
 
-// Contiguous share [r0, r1) of n rows for thread i of n_threads, in units of `unit` rows.
-inline void split_rows(int64_t n, int64_t unit, int i, int n_threads, int64_t* r0, int64_t* r1) {
+// Rows per chunk: about kChunksPerThread chunks per thread, a multiple of `unit` rows.
+constexpr int kChunksPerThread = 8;
+inline int64_t chunk_rows(int64_t n, int64_t unit, int n_threads) {
   const int64_t units = (n + unit - 1) / unit;
-  *r0 = std::min(n, units * i / n_threads * unit);
-  *r1 = std::min(n, units * (i + 1) / n_threads * unit);
+  return std::max<int64_t>(1, units / (int64_t(n_threads) * kChunksPerThread)) * unit;
 }
 
 void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
@@ -78,12 +79,10 @@ void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape
     tk.matvec(a, 0, s.n_out);
     return;
   }
-#pragma omp parallel num_threads(n_threads)
-  {
-    int64_t r0, r1;
-    split_rows(s.n_out, 16, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
-    if (r0 < r1) tk.matvec(a, r0, r1);
-  }
+  const int64_t chunk = chunk_rows(s.n_out, 16, n_threads);
+  const int64_t n_chunks = (s.n_out + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < n_chunks; c++) tk.matvec(a, c * chunk, std::min(s.n_out, (c + 1) * chunk));
 }
 
 void run_gemm(const TypeKernels& tk, const MatmulShape& s) {
@@ -92,6 +91,8 @@ void run_gemm(const TypeKernels& tk, const MatmulShape& s) {
   const size_t tile_stride = align64(e.b_tile_bytes(e.nr, s.n_in));
   uint8_t* tiles = static_cast<uint8_t*>(t_acts.get(tile_stride * n_tiles));  // [n_tiles] B tiles
   const int n_threads = team_size(double(s.n_out) * s.n_in * s.n_tok);
+  const int64_t chunk = chunk_rows(s.n_out, e.mr, n_threads);
+  const int64_t n_chunks = (s.n_out + chunk - 1) / chunk;
 
 #pragma omp parallel num_threads(n_threads)
   {
@@ -102,20 +103,23 @@ void run_gemm(const TypeKernels& tk, const MatmulShape& s) {
       e.pack_b(s.x + static_cast<int64_t>(i) * e.nr * s.n_in, s.n_in, nr, s.n_in, tk.zero_point, tiles + i * tile_stride);
     }  // implicit barrier: every thread reads all tiles below
 
-    // 2. This thread's rows, one k block at a time so the B tiles' k block stays in L2 while the
-    //    thread's row panels pass over it; each A panel is packed once and stays in L1 across tiles.
-    int64_t r0, r1;
-    split_rows(s.n_out, e.mr, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+    // 2. Chunks of rows; within a chunk, one k block at a time so that the B tiles' k block stays
+    //    in L2 while the chunk's row panels pass over it; each A panel is packed once and stays
+    //    in L1 across all token tiles.
     void* panel = t_panel.get(e.a_panel_bytes);
-    for (int64_t k0 = 0; k0 < s.n_in && r0 < r1; k0 += e.kc) {
-      const int64_t kc = std::min<int64_t>(e.kc, s.n_in - k0);
-      for (int64_t r = r0; r < r1; r += e.mr) {
-        const int rows = static_cast<int>(std::min<int64_t>(e.mr, r1 - r));
-        tk.pack_a(s.w + r * s.w_stride, s.w_stride, rows, k0, kc, panel);
-        for (int i = 0; i < n_tiles; i++) {
-          const int nr = std::min(e.nr, s.n_tok - i * e.nr);
-          e.kernel(panel, tiles + i * tile_stride + e.b_offset(nr, k0), nr, kc,
-                   s.y + static_cast<int64_t>(i) * e.nr * s.n_out + r, s.n_out, rows, k0 > 0);
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t c = 0; c < n_chunks; c++) {
+      const int64_t r0 = c * chunk, r1 = std::min(s.n_out, r0 + chunk);
+      for (int64_t k0 = 0; k0 < s.n_in; k0 += e.kc) {
+        const int64_t kc = std::min<int64_t>(e.kc, s.n_in - k0);
+        for (int64_t r = r0; r < r1; r += e.mr) {
+          const int rows = static_cast<int>(std::min<int64_t>(e.mr, r1 - r));
+          tk.pack_a(s.w + r * s.w_stride, s.w_stride, rows, k0, kc, panel);
+          for (int i = 0; i < n_tiles; i++) {
+            const int nr = std::min(e.nr, s.n_tok - i * e.nr);
+            e.kernel(panel, tiles + i * tile_stride + e.b_offset(nr, k0), nr, kc,
+                     s.y + static_cast<int64_t>(i) * e.nr * s.n_out + r, s.n_out, rows, k0 > 0);
+          }
         }
       }
     }
