@@ -12,6 +12,7 @@
 // Layouts (all fp32):
 //   A panel: [kc][MR]       column k of MR rows, widened from the weight type (pack_a_f32_from_*)
 //   B tile:  [n_in][nr]     all columns of nr tokens, transposed from x (pack_b)
+// The A panel stays in L1 across all token tiles; B tiles stream from L2 (prefetched ahead).
 #include <cstring>
 
 #include "core/dtype.h"
@@ -34,9 +35,9 @@ void pack_b_f32(const float* x, int64_t ldx, int nr, int64_t n_in, int, void* ti
     for (int64_t k = 0; k < n_in; k++) b[k * nr + t] = x[t * ldx + k];
 }
 
-// Writes rows [0, rows) x columns [0, kc) of row-major `src` ([rows][kc]) into an A panel
-// [kc][mr], zero-filling rows >= rows. Strided scalar stores: the panel is built once per call
-// per weight element, so this is small next to the nr-fold reuse in the micro-kernel.
+// AVX2 level: writes rows [0, rows) x columns [0, kc) of row-major `src` ([rows][kc]) into an A
+// panel [kc][mr], zero-filling rows >= rows. Strided scalar stores: a few % of the GEMM, since
+// the panel is reused by all token tiles (the AVX-512 level transposes in registers instead).
 void transpose_into_panel(const float* src, int rows, int64_t kc, int mr, float* panel) {
   for (int r = 0; r < mr; r++) {
     if (r < rows) {

@@ -44,17 +44,24 @@ size_t b_offset(int nr, int64_t k0) { return static_cast<size_t>(k0 / kQBlock) *
 // Panel record of one block from 16 rows of 32 weight bytes, given as 8 vectors z[q][h]: lane i
 // of z[q][h] holds bytes 16h..16h+15 (groups 4h..4h+3) of row 4q+i. Transposes the 16 x 8 matrix
 // of 4-byte groups so that record vector g holds group g of rows 0..15.
+template <int J>  // group 4h+J: lane J of z[0..3][h]
+inline void store_group(uint8_t* rec, __m512i z[4][2], int h) {
+  constexpr int sel = J | J << 2 | J << 4 | J << 6;
+  const __m512i u = _mm512_shuffle_i32x4(z[0][h], z[1][h], sel), v = _mm512_shuffle_i32x4(z[2][h], z[3][h], sel);
+  _mm512_store_si512(rec + (4 * h + J) * 64, _mm512_shuffle_i32x4(u, v, 0x88));
+}
+
 inline void store_record(uint8_t* rec, __m512i z[4][2]) {
   // Within each vector, 4 lanes x 4 groups -> 4 groups x 4 rows: lane j = group 4h+j of rows 4q..4q+3.
   const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   for (int q = 0; q < 4; q++)
     for (int h = 0; h < 2; h++) z[q][h] = _mm512_permutexvar_epi32(idx, z[q][h]);
-  for (int h = 0; h < 2; h++)
-    for (int j = 0; j < 4; j++) {  // group 4h+j: lane j of z[0..3][h]
-      const int sel = j | j << 2 | j << 4 | j << 6;
-      const __m512i u = _mm512_shuffle_i32x4(z[0][h], z[1][h], sel), v = _mm512_shuffle_i32x4(z[2][h], z[3][h], sel);
-      _mm512_store_si512(rec + (4 * h + j) * 64, _mm512_shuffle_i32x4(u, v, 0x88));
-    }
+  for (int h = 0; h < 2; h++) {
+    store_group<0>(rec, z, h);
+    store_group<1>(rec, z, h);
+    store_group<2>(rec, z, h);
+    store_group<3>(rec, z, h);
+  }
 }
 
 // 16 bytes at p into lane i of z (zeros for rows past the matrix edge).
