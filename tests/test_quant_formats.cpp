@@ -232,7 +232,8 @@ TEST(QuantSearch, BeatsMinMaxRounding) {
 
 // Importance: weights from skewed activation statistics (a few columns carry most of the
 // signal, as in real imatrix data). Quantizing with them must lower the importance-weighted
-// error against quantizing without, for every type that uses importance.
+// error against quantizing without, for every type that uses importance, by at least 25%
+// (measured: the weighted error falls to 0.37 (Q2_K) .. 0.60 (Q3_K) of the plain one).
 TEST(QuantImportance, WeightedErrorDropsWithSkewedImportance) {
   const int rows = 24, cols = 512;
   std::mt19937 rng(11);
@@ -255,7 +256,7 @@ TEST(QuantImportance, WeightedErrorDropsWithSkewedImportance) {
     if (q->ignores_importance) continue;
     const double plain = weighted_err(round_trip(tc.type, x));
     const double weighted = weighted_err(round_trip(tc.type, x, imp.data()));
-    EXPECT_LT(weighted, 0.85 * plain) << dtype_name(tc.type) << ": importance-weighted error "
+    EXPECT_LT(weighted, 0.75 * plain) << dtype_name(tc.type) << ": importance-weighted error "
                                       << weighted << " vs " << plain << " without importance";
     // And the unweighted error may rise only moderately.
     EXPECT_LT(rel_rmse(x, round_trip(tc.type, x, imp.data())), 1.5 * rel_rmse(x, round_trip(tc.type, x)))

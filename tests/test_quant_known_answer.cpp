@@ -5,6 +5,14 @@
 // bit for bit, so the expected values below are evaluated in the same operation order.
 #include <gtest/gtest.h>
 
+// The expected values are computed here as a*b - c with two roundings, like the decoders (see
+// src/quant/quant_impl.h): no FMA contraction in this file either.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -214,6 +222,42 @@ TEST(QuantKnownAnswer, Q8_K) {
   EXPECT_EQ(y[5], -0.875f);
   EXPECT_EQ(y[255], 15.875f);
   EXPECT_EQ(y[0], 0.0f);
+}
+
+// The fixed llama.cpp rules, including their tie-breaking: Q8_0 rounds half away from zero
+// (roundf), Q8_K rounds half to even (ggml's nearest_int) and maps the largest magnitude to -127.
+TEST(QuantKnownAnswer, Q8_0AndQ8_KRoundingRules) {
+  std::vector<float> x(QK8_0, 0.0f);
+  x[0] = 127.0f;  // d = 1, 1/d = 1
+  x[1] = 2.5f;
+  x[2] = -2.5f;
+  x[3] = 3.5f;
+  BlockQ8_0 b8;
+  from_float(DType::Q8_0, x.data(), &b8, QK8_0);
+  EXPECT_EQ(b8.d, kHalf1);
+  EXPECT_EQ(b8.qs[0], 127);
+  EXPECT_EQ(b8.qs[1], 3);
+  EXPECT_EQ(b8.qs[2], -3);
+  EXPECT_EQ(b8.qs[3], 4);
+
+  std::vector<float> k(QK_K, 0.0f);
+  k[0] = -2.0f;               // largest magnitude, negative: iscale = -127 / -2 = 63.5
+  k[1] = 1.0f / 127.0f;       // 0.5 -> 0 (half to even)
+  k[2] = 3.0f / 127.0f;       // 1.5 -> 2
+  k[17] = 5.0f / 127.0f;      // 2.5 -> 2
+  k[255] = 2.0f;              // +127
+  BlockQ8_K bk;
+  from_float(DType::Q8_K, k.data(), &bk, QK_K);
+  EXPECT_EQ(bk.d, 1.0f / 63.5f);
+  EXPECT_EQ(bk.qs[0], -127);
+  EXPECT_EQ(bk.qs[1], 0);
+  EXPECT_EQ(bk.qs[2], 2);
+  EXPECT_EQ(bk.qs[17], 2);
+  EXPECT_EQ(bk.qs[255], 127);
+  EXPECT_EQ(bk.bsums[0], -125);
+  EXPECT_EQ(bk.bsums[1], 2);
+  EXPECT_EQ(bk.bsums[15], 127);
+  for (int g = 2; g < 15; g++) EXPECT_EQ(bk.bsums[g], 0);
 }
 
 // ---- random blocks vs an independent decoder ----------------------------------------------

@@ -2,12 +2,14 @@
 // Layouts are bit-compatible with GGUF/ggml so files move both ways with llama.cpp.
 //
 // to_float is exact: it evaluates ggml's dequantization formula in the same float32 operation
-// order, so it reproduces llama.cpp's dequantized values bit for bit.
+// order, so it reproduces llama.cpp's dequantized values bit for bit (src/quant switches off
+// FMA contraction for this; see quant_impl.h).
 // from_float writes the same layout. For F16/BF16/Q8_0/Q4_0/Q8_K it is the plain round-to-nearest
 // rule llama.cpp uses, byte for byte (`from_float_matches_ggml`). For Q4_1/Q5_0/Q5_1 and the
 // K-quants it is Kite's own search (src/quant/k_quants_search.h): a weighted least-squares fit of
-// every scale and offset, which gives a lower error than ggml's reference quantizers; the bytes
-// differ from llama.cpp's but any GGUF reader decodes them the same way.
+// every scale and offset (lower error than llama.cpp's Q4_K and Q6_K on the zoo teacher; see
+// tests/test_quant_models.cpp); the bytes differ from llama.cpp's but decode the same way in
+// any GGUF reader.
 #pragma once
 #include <cstdint>
 

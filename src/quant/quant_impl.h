@@ -7,6 +7,16 @@
 
 #include "core/dtype.h"
 
+// Decoders must round a*b and then a*b - c separately, as ggml's reference C code does (it is
+// built without FMA): a fused multiply-add would change the last bit of some values. GCC
+// contracts a*b - c into an FMA whenever the target has one (even in ISO C++ mode), so contraction
+// is switched off for every file of src/quant, whatever -march the project is built with.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace kite::quant {
 
 // ---- per-type entry points (signatures of QuantTraits::to_float / from_float) ----------------
