@@ -21,13 +21,19 @@
 namespace {
 
 // The readers take paths: inputs go through one scratch file per process (tmpfs if present).
+// It is removed after each input (libFuzzer may leave through _Exit, skipping atexit).
 const std::string& scratch_path() {
   static const std::string p =
-      (std::filesystem::is_directory("/dev/shm") ? std::string("/dev/shm")
-                                                 : std::filesystem::temp_directory_path().string()) +
+      (std::filesystem::is_directory("/dev/shm") ? std::filesystem::path("/dev/shm")
+                                                 : std::filesystem::temp_directory_path())
+          .string() +
       "/kite_fuzz_formats_" + std::to_string(getpid()) + ".bin";
   return p;
 }
+
+struct RemoveScratch {
+  ~RemoveScratch() { std::remove(scratch_path().c_str()); }
+};
 
 bool write_scratch(const uint8_t* data, size_t size) {
   std::FILE* f = std::fopen(scratch_path().c_str(), "wb");
@@ -57,6 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       kite::parse_hf_config(std::string(reinterpret_cast<const char*>(data), size), "config.json");
       return 0;
     }
+    const RemoveScratch cleanup;
     if (!write_scratch(data, size)) return 0;
     if (mode == 0) {
       auto g = kite::GGUFFile::open(scratch_path());
