@@ -87,10 +87,16 @@ Weights make_weights(DType type, int64_t n_in, int64_t n_out, uint32_t seed) {
 
 bool is_int8_type(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
 
-// Whether matmul quantizes the activations to int8 for this type, level and token count.
+// Whether matmul quantizes the activations to int8 for this type, level and token count: the
+// matvec path of Q8_0/Q4_0 does; of the GEMM engines only the AVX-512 (VNNI) one does.
 bool uses_int8_acts(DType t, kk::KernelLevel level, int n_tok) {
   if (!is_int8_type(t)) return false;
-  return level == kk::KernelLevel::Avx512 || n_tok <= kk::cpu::kMaxMatvecTok;
+  if (level == kk::KernelLevel::Avx512) return true;
+  const kk::KernelLevel saved = kk::kernel_level();
+  kk::set_kernel_level(level);
+  const kk::cpu::GemmEngine* e = kk::cpu::active_kernels()->find(t)->gemm;
+  kk::set_kernel_level(saved);
+  return !e || n_tok < e->min_tok;
 }
 
 // Checks y against ref with the tolerance described at the top of the file.
@@ -224,6 +230,13 @@ TEST(Kernels, LevelSelectionClampsToTheCpu) {
   EXPECT_EQ(kk::kernel_level(), best);
   EXPECT_EQ(kk::set_kernel_level(kk::KernelLevel::Ref), kk::KernelLevel::Ref);
   EXPECT_STREQ(kk::kernel_level_name(kk::KernelLevel::Avx2), "avx2");
+  kk::KernelLevel parsed = kk::KernelLevel::Ref;  // the names KITE_KERNELS accepts
+  EXPECT_TRUE(kk::kernel_level_from_name("avx512", &parsed));
+  EXPECT_EQ(parsed, kk::KernelLevel::Avx512);
+  EXPECT_TRUE(kk::kernel_level_from_name("ref", &parsed));
+  EXPECT_EQ(parsed, kk::KernelLevel::Ref);
+  EXPECT_FALSE(kk::kernel_level_from_name("AVX2", &parsed));
+  EXPECT_FALSE(kk::kernel_level_from_name(nullptr, &parsed));
   std::printf("[ info ] best kernel level on this CPU: %s\n", kk::kernel_level_name(best));
 }
 

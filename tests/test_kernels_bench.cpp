@@ -9,17 +9,22 @@
 // each call streams from DRAM as in a real decode step (a single 8 MB matrix would sit in L3), and
 // reported as GB/s of weights and as a fraction of a read-only stream over a 1 GiB buffer measured
 // in the same process with the same thread count. Prompt (n_tok = 512) is compute-bound: GFLOP/s.
-// Each figure is the median of several passes. The last lines estimate TinyLlama tok/s from the
-// matmuls alone (22 layers of q,k,v,o,gate,up,down + the output layer).
+// Each figure is the median of 5 passes. The last lines estimate TinyLlama tok/s from the matmuls
+// alone (22 layers of q,k,v,o,gate,up,down + the output layer).
+// On a shared machine, check the printed load average: with 1 thread the "cpu" columns use the
+// thread's CPU time, which does not count time spent descheduled; with 2+ threads on a loaded
+// machine, OpenMP's spin-waiting makes every parallel region wait for a descheduled thread
+// (OMP_WAIT_POLICY=passive helps there; on an idle machine the default is faster).
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -33,6 +38,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <time.h>
 
 using namespace kite;
 namespace kk = kite::kernels;
@@ -41,6 +47,19 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double thread_cpu_s() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+std::string loadavg() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a + " " + b + " " + c;
 }
 
 double median(std::vector<double> v) {
@@ -87,15 +106,8 @@ float sum_plain(const float* p, size_t n) {
   return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
 }
 
-// Best-of-5 read bandwidth (GB/s) of `threads` threads each summing its share of a 1 GiB buffer.
-double read_bandwidth(int threads) {
-  const size_t n = (size_t(1) << 30) / sizeof(float);
-  static float* buf = nullptr;  // [n], first touched by the threads that read it
-  if (!buf) {
-    buf = static_cast<float*>(std::aligned_alloc(64, n * sizeof(float)));
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) buf[i] = 1.0f;
-  }
+// Best-of-5 read bandwidth (GB/s) of `threads` threads each summing its share of buf [n floats].
+double read_bandwidth(const float* buf, size_t n, int threads) {
   bool avx2 = false;
 #if defined(__x86_64__)
   avx2 = __builtin_cpu_supports("avx2");
@@ -114,7 +126,7 @@ double read_bandwidth(int threads) {
 #else
       s = sum_plain(buf + lo, hi - lo);
 #endif
-#pragma omp atomic
+#pragma omp critical
       sink = sink + s;
     }
     best = std::max(best, n * sizeof(float) / (now_s() - t0) / 1e9);
@@ -137,7 +149,8 @@ const Shape kShapes[] = {
 };
 
 struct Result {
-  double seconds, gbs, gflops;
+  double seconds, gbs, gflops;  // wall time
+  double cpu_seconds;           // the calling thread's CPU time (meaningful with 1 thread)
 };
 
 // Times y = W x with n_tok tokens: over enough copies of W to exceed the caches when n_tok is small.
@@ -169,17 +182,19 @@ Result time_matmul(DType type, const Shape& s, int n_tok) {
   kk::matmul(t, x.data(), y.data(), n_tok);
   const double once = now_s() - t0;
   const int calls = n_tok <= 4 ? copies : std::max(1, static_cast<int>(0.3 / once));
-  std::vector<double> passes;
+  std::vector<double> passes, cpu_passes;
   for (int p = 0; p < 5; p++) {
     t0 = now_s();
+    const double c0 = thread_cpu_s();
     for (int c = 0; c < calls; c++) {
       t.data = w.data() + (c % copies) * wbytes;
       kk::matmul(t, x.data(), y.data(), n_tok);
     }
+    cpu_passes.push_back((thread_cpu_s() - c0) / calls);
     passes.push_back((now_s() - t0) / calls);
   }
   const double sec = median(passes);
-  return {sec, wbytes / sec / 1e9, 2.0 * s.n_in * s.n_out * n_tok / sec / 1e9};
+  return {sec, wbytes / sec / 1e9, 2.0 * s.n_in * s.n_out * n_tok / sec / 1e9, median(cpu_passes)};
 }
 
 }  // namespace
@@ -191,25 +206,38 @@ TEST(KernelsBench, DISABLED_MatmulTinyLlamaShapes) {
   std::vector<int> toks;
   for (const std::string& t : env_list("KITE_BENCH_TOK", "1,512")) toks.push_back(std::stoi(t));
   const std::vector<std::string> types = env_list("KITE_BENCH_TYPES", "F32,F16,BF16,Q8_0,Q4_0");
-  std::printf("kernel level: %s\n", kk::kernel_level_name(kk::kernel_level()));
+  std::printf("kernel level: %s, load average at start: %s\n", kk::kernel_level_name(kk::kernel_level()),
+              loadavg().c_str());
   const int saved_threads = omp_get_max_threads();
+  const size_t n = (size_t(1) << 30) / sizeof(float);  // 1 GiB stream buffer, first touched in parallel
+  std::unique_ptr<float, decltype(&std::free)> buf(static_cast<float*>(std::aligned_alloc(64, n * sizeof(float))), &std::free);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) buf.get()[i] = 1.0f;
   for (int threads : thread_counts) {
     omp_set_num_threads(threads);
-    const double bw = read_bandwidth(threads);
+    const double bw = read_bandwidth(buf.get(), n, threads);
     std::printf("\n== %d thread(s): read stream %.1f GB/s (best of 5 over 1 GiB)\n", threads, bw);
     for (const std::string& tn : types) {
       const DType type = type_by_name(tn);
       for (int n_tok : toks) {
-        double per_token_s = 0;  // TinyLlama matmul time per token
+        double per_token_s = 0, per_token_cpu_s = 0;  // TinyLlama matmul time per token
         for (const Shape& s : kShapes) {
           const Result r = time_matmul(type, s, n_tok);
           per_token_s += r.seconds * s.per_token / n_tok;
-          std::printf("%-5s n_tok=%-3d %s  %9.1f us  %6.1f GB/s (%3.0f%% of stream)  %7.1f GFLOP/s\n", tn.c_str(),
-                      n_tok, s.name, r.seconds * 1e6, r.gbs, 100 * r.gbs / bw, r.gflops);
+          per_token_cpu_s += r.cpu_seconds * s.per_token / n_tok;
+          std::printf("%-5s n_tok=%-3d %s %9.1f us %6.1f GB/s (%3.0f%% of stream) %7.1f GFLOP/s", tn.c_str(), n_tok,
+                      s.name, r.seconds * 1e6, r.gbs, 100 * r.gbs / bw, r.gflops);
+          if (threads == 1)
+            std::printf("  | cpu: %6.1f GB/s %7.1f GFLOP/s", r.gbs * r.seconds / r.cpu_seconds,
+                        r.gflops * r.seconds / r.cpu_seconds);
+          std::printf("\n");
         }
-        std::printf("%-5s n_tok=%-3d TinyLlama matmuls only: %.1f tok/s\n", tn.c_str(), n_tok, 1 / per_token_s);
+        std::printf("%-5s n_tok=%-3d TinyLlama matmuls only: %.1f tok/s", tn.c_str(), n_tok, 1 / per_token_s);
+        if (threads == 1) std::printf("  | cpu: %.1f tok/s", 1 / per_token_cpu_s);
+        std::printf("\n");
       }
     }
   }
   omp_set_num_threads(saved_threads);
+  std::printf("load average at end: %s\n", loadavg().c_str());
 }

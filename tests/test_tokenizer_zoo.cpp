@@ -37,9 +37,9 @@ std::string first_difference(const std::vector<int32_t>& a, const std::vector<in
   while (i < a.size() && i < b.size() && a[i] == b[i]) i++;
   if (i == a.size() && i == b.size()) return "identical";
   std::string s = "first difference at token " + std::to_string(i) + ":";
-  for (size_t k = i; k < i + 8 && k < a.size(); k++) s += " " + std::to_string(a[k]);
+  for (size_t k = i; k < i + 8 && k < a.size(); k++) s.append(" ").append(std::to_string(a[k]));
   s += " vs";
-  for (size_t k = i; k < i + 8 && k < b.size(); k++) s += " " + std::to_string(b[k]);
+  for (size_t k = i; k < i + 8 && k < b.size(); k++) s.append(" ").append(std::to_string(b[k]));
   return s;
 }
 

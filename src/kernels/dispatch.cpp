@@ -93,8 +93,8 @@ KernelLevel clamp_level(KernelLevel l) { return static_cast<int>(l) > static_cas
 KernelLevel initial_level() {
   const char* e = std::getenv("KITE_KERNELS");
   if (!e || !*e) return best();
-  for (KernelLevel l : {KernelLevel::Ref, KernelLevel::Avx2, KernelLevel::Avx512})
-    if (std::strcmp(e, kernel_level_name(l)) == 0) return clamp_level(l);
+  KernelLevel l;
+  if (kernel_level_from_name(e, &l)) return clamp_level(l);
   std::fprintf(stderr, "kite: KITE_KERNELS=%s is not one of ref, avx2, avx512; using %s\n", e,
                kernel_level_name(best()));
   return best();
@@ -128,6 +128,15 @@ const char* kernel_level_name(KernelLevel level) {
     case KernelLevel::Avx512: return "avx512";
   }
   return "?";
+}
+
+bool kernel_level_from_name(const char* name, KernelLevel* level) {
+  for (KernelLevel l : {KernelLevel::Ref, KernelLevel::Avx2, KernelLevel::Avx512})
+    if (name && std::strcmp(name, kernel_level_name(l)) == 0) {
+      *level = l;
+      return true;
+    }
+  return false;
 }
 
 const LevelKernels* cpu::active_kernels() {

@@ -58,6 +58,8 @@ KernelLevel kernel_level();                 // the level in use
 // use. Not thread-safe against concurrent kernel calls: set it before starting work.
 KernelLevel set_kernel_level(KernelLevel level);
 const char* kernel_level_name(KernelLevel level);
+// Parses "ref", "avx2" or "avx512" (as in KITE_KERNELS); false for anything else.
+bool kernel_level_from_name(const char* name, KernelLevel* level);
 
 namespace ref {
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);

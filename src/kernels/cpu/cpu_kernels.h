@@ -2,7 +2,7 @@
 // tables that dispatch.cpp selects from. Nothing here is visible to the model (see kernels.h).
 //
 // A matmul is computed by one of two paths, both driven by matmul.cpp:
-//  * matvec (n_tok <= kMaxMatvecTok, decode): reads the weights straight from the file layout,
+//  * matvec (n_tok < GemmEngine::min_tok, decode): reads the weights straight from the file layout,
 //    several rows at a time, all tokens per weight load. Memory-bound: the goal is to stream W once.
 //  * GEMM (prompt): weights are repacked per (row panel, k block) into a small, L1-resident
 //    "A panel"; activations are packed once per call into "B tiles" of nr tokens. A micro-kernel
@@ -42,10 +42,6 @@
 
 namespace kite::kernels::cpu {
 
-// Most tokens the matvec path takes; above it the GEMM path repacks the weights. Matvec reads W
-// once for all its tokens, so this trades its compute rate (lower than GEMM's) against the
-// repacking cost.
-constexpr int kMaxMatvecTok = 4;
 
 // ---- activations quantized to int8 (matvec path of the int8 types) --------------------------------
 // Blocks of 32 along n_in, one fp32 scale each: x ≈ d * q with q in [-127, 127] (never -128, so
@@ -68,16 +64,50 @@ struct MatvecArgs {
   const float* x;     // [n_tok][n_in]  float activations (F32/F16/BF16 weights)
   ActQ8 xq;           // quantized activations (Q8_0/Q4_0 weights)
   float* y;           // [n_tok][n_out]
-  int n_tok;          // 1 .. kMaxMatvecTok
+  int n_tok;
 };
 // Computes output rows [r0, r1) for all tokens.
 using MatvecFn = void (*)(const MatvecArgs& a, int64_t r0, int64_t r1);
+
+// The matvec kernels are register-blocked for up to kMatvecTokGroup tokens. More tokens are done
+// in groups, looping over them within each block of kMatvecRowBlock rows: the block's weights
+// stay in L1 from one group to the next, so W is still read from memory once.
+constexpr int kMatvecTokGroup = 4;
+constexpr int kMatvecRowBlock = 4;
+
+inline MatvecArgs token_group(const MatvecArgs& a, int t0, int n) {
+  const int64_t nb = a.n_in / kQBlock;
+  MatvecArgs g = a;
+  g.n_tok = n;
+  g.y = a.y + t0 * a.n_out;
+  if (a.x) g.x = a.x + t0 * a.n_in;
+  if (a.xq.qs) g.xq = {a.xq.qs + t0 * a.n_in, a.xq.d + t0 * nb, a.xq.s + t0 * nb};
+  return g;
+}
+
+// Runs Group (a kernel for 1..kMatvecTokGroup tokens) over rows [r0, r1) and all tokens of a.
+template <void (*Group)(const MatvecArgs&, int64_t, int64_t)>
+void matvec_token_groups(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  if (a.n_tok <= kMatvecTokGroup) {
+    Group(a, r0, r1);
+    return;
+  }
+  for (int64_t o = r0; o < r1; o += kMatvecRowBlock) {
+    const int64_t o1 = o + kMatvecRowBlock < r1 ? o + kMatvecRowBlock : r1;
+    for (int t0 = 0; t0 < a.n_tok; t0 += kMatvecTokGroup)
+      Group(token_group(a, t0, a.n_tok - t0 < kMatvecTokGroup ? a.n_tok - t0 : kMatvecTokGroup), o, o1);
+  }
+}
 
 // ---- GEMM ---------------------------------------------------------------------------------------
 // An engine is a micro-kernel with its two packed formats. A panels hold mr weight rows x kc
 // (k0..k0+kc) in the engine's layout; B tiles hold nr tokens x all n_in.
 struct GemmEngine {
   const char* name;
+  // Fewest tokens for which this engine beats the matvec path. Both read W from memory once;
+  // the engine computes 3-8x faster but first repacks every weight. Measured crossover on
+  // TinyLlama shapes (1 thread): ~6 tokens for the int8 engine, ~10 for the fp32 one.
+  int min_tok;
   int mr;   // weight rows per A panel (micro-kernel height)
   int nr;   // tokens per B tile (micro-kernel width); the last tile may have fewer
   int kc;   // k elements per A panel (multiple of 32): sized so the panel stays in L1

@@ -166,7 +166,7 @@ void pack_a_f32_from_bf16(const uint8_t* w, size_t s, int rows, int64_t k0, int6
 void pack_a_f32_from_q8_0(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_q8_0>(w, s, rows, k0, kc, p); }
 void pack_a_f32_from_q4_0(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<row_q4_0>(w, s, rows, k0, kc, p); }
 
-const GemmEngine gemm_f32 = {"avx2-f32", kMR, kNR, kKC, b_tile_bytes_f32, b_offset_f32, pack_b_f32,
+const GemmEngine gemm_f32 = {"avx2-f32", 10, kMR, kNR, kKC, b_tile_bytes_f32, b_offset_f32, pack_b_f32,
                              sizeof(float) * kMR * kKC, kernel};
 
 }  // namespace kite::kernels::cpu::avx2
@@ -297,7 +297,7 @@ void pack_a_f32_from_f32(const uint8_t* w, size_t s, int rows, int64_t k0, int64
 void pack_a_f32_from_f16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<LoadF16>(w, s, rows, k0, kc, p); }
 void pack_a_f32_from_bf16(const uint8_t* w, size_t s, int rows, int64_t k0, int64_t kc, void* p) { pack_a<LoadBF16>(w, s, rows, k0, kc, p); }
 
-const GemmEngine gemm_f32 = {"avx512-f32", kMR, kNR, kKC, b_tile_bytes_f32, b_offset_f32, pack_b_f32,
+const GemmEngine gemm_f32 = {"avx512-f32", 10, kMR, kNR, kKC, b_tile_bytes_f32, b_offset_f32, pack_b_f32,
                              sizeof(float) * kMR * kKC, kernel};
 
 }  // namespace kite::kernels::cpu::avx512

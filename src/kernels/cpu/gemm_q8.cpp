@@ -21,6 +21,7 @@
 // A panel layout, per block of 32 columns (kARecord = 576 bytes, 64-byte aligned):
 //   uint8 w[8][16][4]   group g: bytes 4g..4g+3 of each of the 16 rows (one zmm)
 //   float dw[16]        the rows' block scales (0 for rows past the matrix edge)
+// B tile layout: see pack_b_q8 (quantize_act.cpp), which quantizes and packs in one pass.
 #include <cstring>
 
 #include "core/dtype.h"
@@ -41,16 +42,17 @@ constexpr int kBPerToken = kQBlock + 8;        // bytes per block and token in a
 size_t b_tile_bytes(int nr, int64_t n_in) { return static_cast<size_t>(n_in / kQBlock) * nr * kBPerToken; }
 size_t b_offset(int nr, int64_t k0) { return static_cast<size_t>(k0 / kQBlock) * nr * kBPerToken; }
 
-// Panel record of one block from 16 rows of 32 weight bytes, given as 8 vectors z[q][h]: lane i
-// of z[q][h] holds bytes 16h..16h+15 (groups 4h..4h+3) of row 4q+i. Transposes the 16 x 8 matrix
-// of 4-byte groups so that record vector g holds group g of rows 0..15.
-template <int J>  // group 4h+J: lane J of z[0..3][h]
+// Stores group 4h+J of rows 0..15: lane J of z[0..3][h] (after the in-lane transpose below).
+template <int J>
 inline void store_group(uint8_t* rec, __m512i z[4][2], int h) {
   constexpr int sel = J | J << 2 | J << 4 | J << 6;
   const __m512i u = _mm512_shuffle_i32x4(z[0][h], z[1][h], sel), v = _mm512_shuffle_i32x4(z[2][h], z[3][h], sel);
   _mm512_store_si512(rec + (4 * h + J) * 64, _mm512_shuffle_i32x4(u, v, 0x88));
 }
 
+// Panel record of one block from 16 rows of 32 weight bytes, given as 8 vectors z[q][h]: lane i
+// of z[q][h] holds bytes 16h..16h+15 (groups 4h..4h+3) of row 4q+i. Transposes the 16 x 8 matrix
+// of 4-byte groups so that record vector g holds group g of rows 0..15.
 inline void store_record(uint8_t* rec, __m512i z[4][2]) {
   // Within each vector, 4 lanes x 4 groups -> 4 groups x 4 rows: lane j = group 4h+j of rows 4q..4q+3.
   const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -64,15 +66,22 @@ inline void store_record(uint8_t* rec, __m512i z[4][2]) {
   }
 }
 
-// 16 bytes at p into lane i of z (zeros for rows past the matrix edge).
-inline __m512i insert_lane(__m512i z, int i, const uint8_t* p, bool valid) {
-  const __m128i v = valid ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)) : _mm_setzero_si128();
-  switch (i) {
-    case 0: return _mm512_inserti32x4(z, v, 0);
-    case 1: return _mm512_inserti32x4(z, v, 1);
-    case 2: return _mm512_inserti32x4(z, v, 2);
-    default: return _mm512_inserti32x4(z, v, 3);
-  }
+// Lanes 0..3 of a zmm from 16 bytes at each of p0..p3.
+inline __m512i load_lanes(const uint8_t* p0, const uint8_t* p1, const uint8_t* p2, const uint8_t* p3) {
+  __m512i z = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0)));
+  z = _mm512_inserti32x4(z, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1);
+  z = _mm512_inserti32x4(z, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p2)), 2);
+  return _mm512_inserti32x4(z, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p3)), 3);
+}
+
+// Rows past the matrix edge read this all-zero row segment (d = 0: they contribute nothing).
+alignas(64) const uint8_t kZeroRow[kKC / kQBlock * sizeof(BlockQ8_0)] = {};
+
+// Pointers to block k0/32 of the panel's 16 rows.
+template <class Block>
+inline void row_pointers(const uint8_t* w, size_t w_stride, int rows, int64_t k0, const uint8_t* rp[kMR]) {
+  for (int r = 0; r < kMR; r++)
+    rp[r] = r < rows ? w + r * w_stride + k0 / kQBlock * sizeof(Block) : kZeroRow;
 }
 
 template <int NR>
@@ -135,43 +144,44 @@ void kernel(const void* a, const void* b, int nr, int64_t kc, float* y, int64_t 
 
 void pack_a_q8_from_q8_0(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));  // q + 128 == q ^ 0x80 as a byte
+  const uint8_t* rp[kMR];
+  row_pointers<BlockQ8_0>(w, w_stride, rows, k0, rp);
   for (int64_t b = 0; b < kc / kQBlock; b++) {
     uint8_t* rec = static_cast<uint8_t*>(panel) + b * kARecord;
+    const size_t off = b * sizeof(BlockQ8_0);
     float* dw = reinterpret_cast<float*>(rec + 512);
-    __m512i z[4][2] = {};  // [row quad][half of the block]
-    for (int r = 0; r < kMR; r++) {
-      const BlockQ8_0* blk = reinterpret_cast<const BlockQ8_0*>(w + r * w_stride) + k0 / QK8_0 + b;
-      const bool valid = r < rows;
-      dw[r] = valid ? _cvtsh_ss(blk->d) : 0.0f;
-      for (int h = 0; h < 2; h++) z[r / 4][h] = insert_lane(z[r / 4][h], r % 4, reinterpret_cast<const uint8_t*>(blk->qs) + 16 * h, valid);
-    }
+    for (int r = 0; r < kMR; r++) dw[r] = _cvtsh_ss(reinterpret_cast<const BlockQ8_0*>(rp[r] + off)->d);
+    __m512i z[4][2];  // [row quad][half of the block]
     for (int q = 0; q < 4; q++)
-      for (int h = 0; h < 2; h++) z[q][h] = _mm512_xor_si512(z[q][h], flip);
+      for (int h = 0; h < 2; h++) {
+        const size_t o = off + 2 + 16 * h;  // qs after the 2-byte scale
+        z[q][h] = _mm512_xor_si512(load_lanes(rp[4 * q] + o, rp[4 * q + 1] + o, rp[4 * q + 2] + o, rp[4 * q + 3] + o), flip);
+      }
     store_record(rec, z);
   }
 }
 
 void pack_a_q8_from_q4_0(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc, void* panel) {
   const __m512i m = _mm512_set1_epi8(0x0f);
+  const uint8_t* rp[kMR];
+  row_pointers<BlockQ4_0>(w, w_stride, rows, k0, rp);
   for (int64_t b = 0; b < kc / kQBlock; b++) {
     uint8_t* rec = static_cast<uint8_t*>(panel) + b * kARecord;
+    const size_t off = b * sizeof(BlockQ4_0);
     float* dw = reinterpret_cast<float*>(rec + 512);
-    __m512i z[4][2] = {};  // [row quad][half of the block]
-    for (int r = 0; r < kMR; r++) {
-      const BlockQ4_0* blk = reinterpret_cast<const BlockQ4_0*>(w + r * w_stride) + k0 / QK4_0 + b;
-      const bool valid = r < rows;
-      dw[r] = valid ? _cvtsh_ss(blk->d) : 0.0f;
-      z[r / 4][0] = insert_lane(z[r / 4][0], r % 4, blk->qs, valid);  // raw nibble bytes
-    }
-    for (int q = 0; q < 4; q++) {  // low nibbles: elements 0..15, high: 16..31; as bytes = q + 8
-      z[q][1] = _mm512_and_si512(_mm512_srli_epi16(z[q][0], 4), m);
-      z[q][0] = _mm512_and_si512(z[q][0], m);
+    for (int r = 0; r < kMR; r++) dw[r] = _cvtsh_ss(reinterpret_cast<const BlockQ4_0*>(rp[r] + off)->d);
+    __m512i z[4][2];  // [row quad][low / high nibbles]
+    for (int q = 0; q < 4; q++) {
+      const size_t o = off + 2;  // nibbles after the 2-byte scale
+      const __m512i raw = load_lanes(rp[4 * q] + o, rp[4 * q + 1] + o, rp[4 * q + 2] + o, rp[4 * q + 3] + o);
+      z[q][0] = _mm512_and_si512(raw, m);                         // elements 0..15, as bytes q + 8
+      z[q][1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m);  // elements 16..31
     }
     store_record(rec, z);
   }
 }
 
-const GemmEngine gemm_q8 = {"avx512-vnni-q8", kMR, kNR, kKC, b_tile_bytes, b_offset, pack_b_q8,
+const GemmEngine gemm_q8 = {"avx512-vnni-q8", 6, kMR, kNR, kKC, b_tile_bytes, b_offset, pack_b_q8,
                             static_cast<size_t>(kKC / kQBlock) * kARecord, kernel};
 
 }  // namespace kite::kernels::cpu::avx512

@@ -130,19 +130,10 @@ void run_gemm(const TypeKernels& tk, const MatmulShape& s) {
 
 void matmul_with(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
   if (s.n_tok <= 0 || s.n_out <= 0) return;
-  if (s.n_tok > kMaxMatvecTok && tk.gemm) {
+  if (tk.gemm && s.n_tok >= tk.gemm->min_tok)
     run_gemm(tk, s);
-    return;
-  }
-  // Matvec, in groups of at most kMaxMatvecTok tokens (a type without a GEMM engine reads W once
-  // per group).
-  for (int t0 = 0; t0 < s.n_tok; t0 += kMaxMatvecTok) {
-    MatmulShape g = s;
-    g.n_tok = std::min(kMaxMatvecTok, s.n_tok - t0);
-    g.x = s.x + t0 * s.n_in;
-    g.y = s.y + t0 * s.n_out;
-    run_matvec(lk, tk, g);
-  }
+  else
+    run_matvec(lk, tk, s);
 }
 
 }  // namespace kite::kernels::cpu

@@ -88,14 +88,19 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   for (; o < r1; o++) rows_kernel<L, 1, NT>(a, o);
 }
 
-template <class L>
-void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
+template <class L>  // 1..4 tokens
+void group_kernel(const MatvecArgs& a, int64_t r0, int64_t r1) {
   switch (a.n_tok) {
     case 1: rows<L, 1>(a, r0, r1); break;
     case 2: rows<L, 2>(a, r0, r1); break;
     case 3: rows<L, 3>(a, r0, r1); break;
     default: rows<L, 4>(a, r0, r1); break;
   }
+}
+
+template <class L>
+void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  matvec_token_groups<group_kernel<L>>(a, r0, r1);
 }
 
 }  // namespace
@@ -183,14 +188,19 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   for (; o < r1; o++) rows_kernel<L, 1, NT>(a, o);
 }
 
-template <class L>
-void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
+template <class L>  // 1..4 tokens
+void group_kernel(const MatvecArgs& a, int64_t r0, int64_t r1) {
   switch (a.n_tok) {
     case 1: rows<L, 1>(a, r0, r1); break;
     case 2: rows<L, 2>(a, r0, r1); break;
     case 3: rows<L, 3>(a, r0, r1); break;
     default: rows<L, 4>(a, r0, r1); break;
   }
+}
+
+template <class L>
+void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  matvec_token_groups<group_kernel<L>>(a, r0, r1);
 }
 
 }  // namespace
