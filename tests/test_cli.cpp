@@ -179,3 +179,13 @@ TEST(CliBadInput, NotAModel) {
   expect_clean_error("info -m " + q((d / "fake.gguf").string()), "fake.gguf");
   fs::remove_all(d);
 }
+
+TEST(Cli, GeneratedTextContinuesThePrompt) {
+  KITE_REQUIRE_SHARED("models/stories260K.gguf");
+  // The first generated piece keeps its leading space: the text continues "Once upon a".
+  json j = run_json("generate -m " + q(shared_path("models/stories260K.gguf")) + " -p 'Once upon a' -n 3 --temp 0 --json");
+  EXPECT_EQ(j["text"].get<std::string>().rfind(" time", 0), 0u) << j["text"];
+  // With nothing to continue (BOS alone), SentencePiece's prefix space is dropped, as run.c does.
+  j = run_json("generate -m " + q(shared_path("models/stories260K.gguf")) + " -p '' -n 3 --temp 0 --json");
+  EXPECT_EQ(j["text"].get<std::string>().rfind("Once", 0), 0u) << j["text"];
+}

@@ -26,7 +26,10 @@ GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids
          " tokens, ", session.n_past(), " used); use -c to enlarge it");
   const Tokenizer& tok = session.model().tokenizer();
   Sampler sampler(opts.sampling);
-  StreamDecoder stream(tok);
+  // The text continues the prompt, so a generated piece keeps its leading space; only when the
+  // prompt is BOS alone (nothing to continue) is SentencePiece's prefix space dropped.
+  const bool bos_only = prompt_ids.size() == 1 && prompt_ids[0] == tok.bos();
+  StreamDecoder stream(tok, /*strip_leading_space=*/bos_only);
   std::vector<int32_t> history = prompt_ids;
 
   auto t0 = std::chrono::steady_clock::now();
