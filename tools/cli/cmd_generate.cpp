@@ -1,4 +1,6 @@
-// kite generate: stream a continuation of a prompt.
+// kite generate: stream a continuation of a prompt, plainly or with speculative decoding (a draft
+// model or prompt lookup proposing tokens, the model verifying them in batches).
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -8,6 +10,7 @@
 #include "core/mmap.h"
 #include "kite/kite.h"
 #include "model/config.h"
+#include "runtime/speculative.h"
 
 namespace kite::cli {
 
@@ -48,6 +51,11 @@ Runner add_generate(CLI::App& app) {
     int64_t seed = -1;
     std::vector<std::string> stop;
     bool json = false, no_bos = false, ignore_eos = false;
+    // Speculative decoding.
+    std::string draft;
+    int draft_max = 8, draft_min = 0, lookup = 0;
+    bool compare = false;
+    int compare_reps = 1;
   };
   auto o = std::make_shared<Opts>();
   add_model_flags(sub, o->mf);
@@ -70,6 +78,16 @@ Runner add_generate(CLI::App& app) {
   sub->add_flag("--no-bos", o->no_bos, "do not add BOS even if the model's tokenizer asks for it");
   sub->add_flag("--ignore-eos", o->ignore_eos, "keep generating past EOS");
   sub->add_flag("--json", o->json, "print one JSON object instead of streaming text");
+  sub->add_option("--draft", o->draft, "speculative decoding with this draft model (same vocabulary)");
+  sub->add_option("--draft-max", o->draft_max, "most tokens drafted per verification pass")->check(CLI::Range(1, 64));
+  sub->add_option("--draft-min", o->draft_min,
+                  "fewest tokens drafted per speculative pass (= --draft-max: fixed length, no adaptation)")
+      ->check(CLI::Range(0, 64));
+  sub->add_option("--lookup", o->lookup, "speculative decoding by prompt lookup: match n-grams of up to N tokens")
+      ->check(CLI::Range(1, 64));
+  sub->add_flag("--compare", o->compare, "also decode plainly (not streamed) and report the speedup");
+  sub->add_option("--compare-reps", o->compare_reps, "with --compare: alternate N plain and N speculative runs, compare medians")
+      ->check(CLI::Range(1, 1000));
 
   return [o]() {
     std::string model_path = o->mf.model.empty() ? default_model_path() : o->mf.model;
@@ -102,6 +120,47 @@ Runner add_generate(CLI::App& app) {
     Session session(model, so);
     std::vector<int32_t> prompt_ids = model->tokenize(prompt, model->add_bos() && !o->no_bos);
 
+    const bool speculative = !o->draft.empty() || o->lookup > 0;
+    check(o->draft.empty() || o->lookup == 0, "--draft and --lookup are exclusive: pick one");
+    check(!o->compare || speculative, "--compare needs --draft or --lookup");
+    check(o->draft_min <= o->draft_max, "--draft-min (", o->draft_min, ") exceeds --draft-max (", o->draft_max, ")");
+
+    std::shared_ptr<const Model> draft_model;
+    if (!o->draft.empty()) {
+      draft_model = Model::load(o->draft);
+      check_same_vocabulary(*model, *draft_model);
+    }
+    std::unique_ptr<Session> draft_session;
+    if (draft_model) draft_session = std::make_unique<Session>(draft_model, so);
+    SpecStats stats;
+    auto run_speculative = [&](const TokenCallback& on_token) {
+      session.truncate(0);
+      SpeculativeOptions spec;
+      spec.draft_max = o->draft_max;
+      spec.draft_min = o->draft_min;
+      spec.lookup_ngram = o->lookup;
+      if (draft_session) {
+        draft_session->truncate(0);
+        spec.draft = draft_session.get();
+      }
+      return generate_speculative(session, prompt_ids, g, spec, on_token, &stats);
+    };
+    auto tok_s = [](const GenerateResult& x) { return x.gen_ms > 0 ? x.ids.size() * 1000.0 / x.gen_ms : 0.0; };
+
+    // --compare: plain and speculative runs alternate (all silent but the last speculative one),
+    // and the medians of their speeds are compared: this machine's load changes by the second.
+    GenerateResult plain;
+    std::vector<double> plain_speeds, spec_speeds;
+    if (o->compare) {
+      Session plain_session(model, so);
+      for (int rep = 0; rep < o->compare_reps; rep++) {
+        plain_session.truncate(0);
+        plain = generate(plain_session, prompt_ids, g);
+        plain_speeds.push_back(tok_s(plain));
+        if (rep + 1 < o->compare_reps) spec_speeds.push_back(tok_s(run_speculative(nullptr)));
+      }
+    }
+
     TokenCallback cb = nullptr;
     if (!o->json) {
       std::fputs(prompt.c_str(), stdout);
@@ -112,7 +171,15 @@ Runner add_generate(CLI::App& app) {
         return true;
       };
     }
-    GenerateResult r = generate(session, prompt_ids, g, cb);
+    GenerateResult r = speculative ? run_speculative(cb) : generate(session, prompt_ids, g, cb);
+    spec_speeds.push_back(tok_s(r));
+    auto median = [](std::vector<double> v) {
+      if (v.empty()) return 0.0;
+      std::sort(v.begin(), v.end());
+      return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    };
+    const double plain_tok_s = median(plain_speeds), spec_tok_s = median(spec_speeds);
+    const double speedup = plain_tok_s > 0 ? spec_tok_s / plain_tok_s : 0.0;
     if (o->json) {
       nlohmann::json j;
       j["prompt_ids"] = r.prompt_ids;
@@ -124,13 +191,34 @@ Runner add_generate(CLI::App& app) {
                       {"prompt_ms", r.prompt_ms},
                       {"gen_tokens", r.ids.size()},
                       {"gen_ms", r.gen_ms}};
+      if (speculative)
+        j["spec"] = {{"drafted", stats.drafted},
+                     {"accepted", stats.accepted},
+                     {"acceptance", stats.acceptance()},
+                     {"tokens_per_pass", stats.tokens_per_pass()},
+                     {"target_passes", stats.target_passes},
+                     {"draft_evals", stats.draft_evals}};
+      if (o->compare)
+        j["compare"] = {{"plain_tok_s", plain_tok_s},
+                        {"spec_tok_s", spec_tok_s},
+                        {"speedup", speedup},
+                        {"runs", o->compare_reps},
+                        {"plain_ids", plain.ids},
+                        {"same_ids", plain.ids == r.ids}};
       std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::fputs("\n", stdout);
       const double pp = r.prompt_ms > 0 ? r.prompt_ids.size() * 1000.0 / r.prompt_ms : 0;
-      const double tg = r.gen_ms > 0 ? r.ids.size() * 1000.0 / r.gen_ms : 0;
       std::fprintf(stderr, "\nprompt: %zu tokens, %.1f ms (%.1f tok/s) | generated: %zu tokens, %.1f ms (%.1f tok/s) | stop: %s\n",
-                   r.prompt_ids.size(), r.prompt_ms, pp, r.ids.size(), r.gen_ms, tg, r.stop_reason.c_str());
+                   r.prompt_ids.size(), r.prompt_ms, pp, r.ids.size(), r.gen_ms, tok_s(r), r.stop_reason.c_str());
+      if (speculative)
+        std::fprintf(stderr, "speculative: drafted %lld, accepted %lld (%.1f%%), %.2f tokens per target pass\n",
+                     (long long)stats.drafted, (long long)stats.accepted, 100 * stats.acceptance(),
+                     stats.tokens_per_pass());
+      if (o->compare)
+        std::fprintf(stderr, "compare (median of %d runs each): plain %.1f tok/s, speculative %.1f tok/s, speedup %.2fx%s\n",
+                     o->compare_reps, plain_tok_s, spec_tok_s, speedup,
+                     s.temperature > 0 || plain.ids == r.ids ? "" : " (greedy outputs differ)");
     }
     return 0;
   };
