@@ -156,8 +156,8 @@ TEST(GoldenStories, GgufLogits) { check_stories_logits("models/stories260K.gguf"
 TEST(GoldenStories, HfLogits) { check_stories_logits("models/stories260K-hf"); }
 
 namespace {
-double zoo_ppl(PerplexityMethod method) {
-  auto m = load("models/zoo-teacher-34m");
+double zoo_ppl(PerplexityMethod method, const char* model = "models/zoo-teacher-34m") {
+  auto m = load(model);
   std::vector<int32_t> tokens = m->tokenize(read_text_file(shared_path("corpus/zoo/valid.txt")), true);
   Session s(m, {.n_ctx = 512, .n_threads = 2});
   PerplexityResult r = perplexity(s, tokens, 512, 40, method);
@@ -180,4 +180,17 @@ TEST(GoldenPerplexity, ZooTeacherLlamaMethodMatchesLlamaCpp) {
   KITE_REQUIRE_SHARED("corpus/zoo/valid.txt");
   const double want = 48.0419;  // testdata/golden/llamacpp-zoo.json, zoo-teacher-34m-f32
   EXPECT_NEAR(zoo_ppl(PerplexityMethod::Llama), want, want * 5e-4);  // within 0.05%
+}
+
+// llama.cpp-made quantized files give llama.cpp's perplexities (Q8_0: int8 activations in blocks
+// of 32; Q4_K_M: K-quant weights with Q8_K activations, as llama.cpp computes them).
+TEST(GoldenPerplexity, ZooTeacherLlamaCppQuantFiles) {
+  KITE_REQUIRE_SHARED("corpus/zoo/valid.txt");
+  const auto refs = load_json("testdata/golden/llamacpp-zoo.json")["models"];
+  for (const char* name : {"zoo-teacher-34m-Q8_0", "zoo-teacher-34m-Q4_K_M"}) {
+    const std::string file = std::string("models/zoo-gguf/") + name + ".gguf";
+    if (!test::path_exists(shared_path(file))) continue;
+    const double want = refs[name]["ppl_c512_40chunks"];
+    EXPECT_NEAR(zoo_ppl(PerplexityMethod::Llama, file.c_str()), want, want * 1e-3) << name;  // within 0.1%
+  }
 }

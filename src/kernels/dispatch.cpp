@@ -47,6 +47,11 @@ const TypeKernels kAvx512Types[] = {
     {DType::BF16, ActKind::F32, avx512::matvec_bf16, &avx512::gemm_f32, avx512::pack_a_f32_from_bf16, 0},
     {DType::Q8_0, ActKind::Q8, avx512::matvec_q8_0, &avx512::gemm_q8, avx512::pack_a_q8_from_q8_0, 128},
     {DType::Q4_0, ActKind::Q8, avx512::matvec_q4_0, &avx512::gemm_q8, avx512::pack_a_q8_from_q4_0, 8},
+    {DType::Q2_K, ActKind::Q8K, avx512::matvec_q2_k, nullptr, nullptr, 0},
+    {DType::Q3_K, ActKind::Q8K, avx512::matvec_q3_k, nullptr, nullptr, 0},
+    {DType::Q4_K, ActKind::Q8K, avx512::matvec_q4_k, nullptr, nullptr, 0},
+    {DType::Q5_K, ActKind::Q8K, avx512::matvec_q5_k, nullptr, nullptr, 0},
+    {DType::Q6_K, ActKind::Q8K, avx512::matvec_q6_k, nullptr, nullptr, 0},
 };
 const LevelKernels kAvx512 = {kAvx512Types, int(std::size(kAvx512Types)), avx512::quantize_row_q8,
                               avx512::rmsnorm, avx512::softmax, avx512::silu_mul, avx512::dot_f32,

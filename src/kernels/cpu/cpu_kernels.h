@@ -51,8 +51,13 @@ struct ActQ8 {
   int8_t* qs;   // [n_tok][n_in]
   float* d;     // [n_tok][n_in/32]
   int32_t* s;   // [n_tok][n_in/32]   sum of the block's q (for weights stored with a zero point)
+  // Per-token strides of d and s; 0 means n_in/32 (the Q8 kind). The Q8K kind (K-quant weights,
+  // llama.cpp's Q8_K: blocks of 256) has n_in/256 scales and n_in/16 sums per token.
+  int64_t d_per_tok = 0, s_per_tok = 0;
 };
 using QuantizeRowFn = void (*)(const float* x, int64_t n, int8_t* qs, float* d, int32_t* s);
+// Q8_K (n a multiple of 256): d per 256, s per 16, byte-identical to llama.cpp's quants.
+void quantize_row_q8k(const float* x, int64_t n, int8_t* qs, float* d, int32_t* s);
 void quantize_row_q8_ref(const float* x, int64_t n, int8_t* qs, float* d, int32_t* s);
 
 // ---- matvec ---------------------------------------------------------------------------------------
@@ -81,7 +86,10 @@ inline MatvecArgs token_group(const MatvecArgs& a, int t0, int n) {
   g.n_tok = n;
   g.y = a.y + t0 * a.n_out;
   if (a.x) g.x = a.x + t0 * a.n_in;
-  if (a.xq.qs) g.xq = {a.xq.qs + t0 * a.n_in, a.xq.d + t0 * nb, a.xq.s + t0 * nb};
+  if (a.xq.qs) {
+    const int64_t dn = a.xq.d_per_tok ? a.xq.d_per_tok : nb, sn = a.xq.s_per_tok ? a.xq.s_per_tok : nb;
+    g.xq = {a.xq.qs + t0 * a.n_in, a.xq.d + t0 * dn, a.xq.s + t0 * sn, a.xq.d_per_tok, a.xq.s_per_tok};
+  }
   return g;
 }
 
@@ -127,7 +135,7 @@ using PackAFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k0
                          void* panel);
 
 // How the activations are prepared for the matvec path.
-enum class ActKind { F32, Q8 };
+enum class ActKind { F32, Q8, Q8K };
 
 // One row of the kernel table: everything needed to multiply by weights of one type.
 struct TypeKernels {
@@ -205,6 +213,12 @@ extern const GemmEngine gemm_q8;
 void pack_b_q8(const float* x, int64_t ldx, int nr, int64_t n_in, int zero_point, void* tile);
 void pack_a_q8_from_q8_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
 void pack_a_q8_from_q4_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+// K-quants with Q8_K activations (matvec_kquant.cpp).
+void matvec_q2_k(const MatvecArgs& a, int64_t r0, int64_t r1);
+void matvec_q3_k(const MatvecArgs& a, int64_t r0, int64_t r1);
+void matvec_q4_k(const MatvecArgs& a, int64_t r0, int64_t r1);
+void matvec_q5_k(const MatvecArgs& a, int64_t r0, int64_t r1);
+void matvec_q6_k(const MatvecArgs& a, int64_t r0, int64_t r1);
 }  // namespace avx512
 #endif
 

@@ -73,6 +73,16 @@ void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape
             reinterpret_cast<int32_t*>(buf + qs_bytes + d_bytes)};
     for (int t = 0; t < s.n_tok; t++)
       lk.quantize_row_q8(s.x + t * s.n_in, s.n_in, a.xq.qs + t * s.n_in, a.xq.d + t * nb, a.xq.s + t * nb);
+  } else if (tk.act == ActKind::Q8K) {
+    // [n_tok][n_in] int8, [n_tok][n_in/256] scales, [n_tok][n_in/16] sums
+    check(s.n_in % 256 == 0, "matmul: K-quant rows of ", s.n_in, " elements are not a multiple of 256");
+    const int64_t nd = s.n_in / 256, ns = s.n_in / 16;
+    const size_t qs_bytes = align64(s.n_tok * s.n_in), d_bytes = align64(s.n_tok * nd * sizeof(float));
+    uint8_t* buf = static_cast<uint8_t*>(t_acts.get(qs_bytes + d_bytes + s.n_tok * ns * sizeof(int32_t)));
+    a.xq = {reinterpret_cast<int8_t*>(buf), reinterpret_cast<float*>(buf + qs_bytes),
+            reinterpret_cast<int32_t*>(buf + qs_bytes + d_bytes), nd, ns};
+    for (int t = 0; t < s.n_tok; t++)
+      quantize_row_q8k(s.x + t * s.n_in, s.n_in, a.xq.qs + t * s.n_in, a.xq.d + t * nd, a.xq.s + t * ns);
   }
   const int n_threads = team_size(double(s.n_out) * s.n_in * s.n_tok);
   if (n_threads == 1) {
