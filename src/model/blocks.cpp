@@ -10,8 +10,12 @@
 namespace kite {
 
 namespace {
+MatmulObserver g_observer = nullptr;
+void* g_observer_ctx = nullptr;
+
 // A matmul, timed under the weight's name when profiling.
 void linear(const Tensor& W, const float* x, float* y, int n_tok) {
+  if (g_observer) g_observer(g_observer_ctx, W, x, n_tok);
   KITE_PROFILE("matmul", W.name);
   kernels::matmul(W, x, y, n_tok);
 }
@@ -21,6 +25,11 @@ void rmsnorm_rows(float* out, const float* x, const float* w, int n_tok, int d, 
   for (int t = 0; t < n_tok; t++) kernels::rmsnorm(out + size_t(t) * d, x + size_t(t) * d, w, d, eps);
 }
 }  // namespace
+
+void set_matmul_observer(MatmulObserver fn, void* ctx) {
+  g_observer = fn;
+  g_observer_ctx = ctx;
+}
 
 void Scratch::reserve(const ModelConfig& c, int n_tok) {
   const size_t n = size_t(n_tok);

@@ -9,6 +9,12 @@
 
 namespace kite {
 
+// Sees the input of every weight matmul of the forward pass (W, x [n_tok][W.ne[0]]): how the
+// quantizer collects activation statistics (imatrix). Process-wide and not thread-safe: set it
+// while no forward pass runs; nullptr removes it.
+using MatmulObserver = void (*)(void* ctx, const Tensor& w, const float* x, int n_tok);
+void set_matmul_observer(MatmulObserver fn, void* ctx);
+
 // Work buffers of one forward call, sized for n_tok tokens; reused across calls.
 struct Scratch {
   std::vector<float> x;      // [n_tok][n_embd]   residual stream

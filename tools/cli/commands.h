@@ -3,7 +3,13 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <memory>
 #include <string>
+
+namespace kite {
+struct Imatrix;
+class Model;
+}
 
 namespace kite::cli {
 
@@ -15,6 +21,15 @@ Runner add_tokenize(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_gen_model(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_quantize(CLI::App& app);
+Runner add_convert(CLI::App& app);
+Runner add_quant_report(CLI::App& app);
+
+// Calibration for quantization (cmd_quantize.cpp): reads a text (.xz decompressed, at most
+// max_bytes) and collects an importance matrix over up to `chunks` chunks of n_ctx tokens.
+std::string read_calibration_text(const std::string& path, size_t max_bytes);
+Imatrix calibrate(const std::shared_ptr<const Model>& model, const std::string& path, int n_ctx, int chunks,
+                  int n_threads);
 
 // Shared flags.
 struct ModelFlags {

@@ -32,6 +32,9 @@ int main(int argc, char** argv) {
   runners["info"] = kite::cli::add_info(app);
   runners["gen-model"] = kite::cli::add_gen_model(app);
   runners["bench"] = kite::cli::add_bench(app);
+  runners["quantize"] = kite::cli::add_quantize(app);
+  runners["convert"] = kite::cli::add_convert(app);
+  runners["quant-report"] = kite::cli::add_quant_report(app);
   CLI11_PARSE(app, argc, argv);
   try {
     for (auto* sub : app.get_subcommands()) return runners.at(sub->get_name())();
