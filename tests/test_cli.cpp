@@ -19,23 +19,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out;  // stdout + stderr
-};
+using Run = kite::test::CliRun;
 
-Run run(const std::string& args) {
-  Run r;
-  const std::string cmd = "timeout 120 " + cli_path() + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+Run run(const std::string& args) { return kite::test::run_cli(args, true, 120); }
 
 // Runs without stderr (for JSON parsing).
 json run_json(const std::string& args) {
@@ -51,12 +37,7 @@ json run_json(const std::string& args) {
 
 std::string q(const std::string& s) { return "'" + s + "'"; }
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("kite_cli_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return kite::test::fresh_temp_dir("cli_" + name); }
 
 // A bad-input run must fail cleanly: exit 1, a "kite: error:" line mentioning `needle`.
 void expect_clean_error(const std::string& args, const std::string& needle) {
