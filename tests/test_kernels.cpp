@@ -177,11 +177,12 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
   }
 }
 
-// K-quants: at the AVX-512 level, activations are rounded to Q8_K (blocks of 256) as llama.cpp
-// does; the tolerance is the int8 one with 256-element blocks. Other levels use the reference.
+// K-quants and Q4_1/Q5_0/Q5_1: at the AVX-512 level, activations are rounded to Q8_K (blocks of
+// 256) or int8 blocks of 32 as llama.cpp does; the tolerance is the int8 one with those blocks.
+// Other levels use the reference.
 TEST(Kernels, MatmulKQuantsMatchReference) {
   LevelGuard guard;
-  for (DType type : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+  for (DType type : {DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
     for (int n_in : {256, 768})
       for (int n_out : {1, 5, 37})
         for (int n_tok : {1, 2, 3, 4, 5, 9, 17}) {
@@ -200,7 +201,8 @@ TEST(Kernels, MatmulKQuantsMatchReference) {
             const std::string what = std::string(dtype_name(type)) + " " + kk::kernel_level_name(level) +
                                      " n_in=" + std::to_string(n_in) + " n_out=" + std::to_string(n_out) +
                                      " n_tok=" + std::to_string(n_tok);
-            expect_matmul_close(w, x, y, ref.data(), n_tok, level == kk::KernelLevel::Avx512, what, 256);
+            const bool k_quant = dtype_traits(type).block_size == 256;
+            expect_matmul_close(w, x, y, ref.data(), n_tok, level == kk::KernelLevel::Avx512, what, k_quant ? 256 : 32);
             EXPECT_EQ(ybuf[0], kSentinel) << what;
             for (size_t i = 1 + n_tok * n_out; i < ybuf.size(); i++) ASSERT_EQ(ybuf[i], kSentinel) << what;
           }

@@ -213,6 +213,10 @@ extern const GemmEngine gemm_q8;
 void pack_b_q8(const float* x, int64_t ldx, int nr, int64_t n_in, int zero_point, void* tile);
 void pack_a_q8_from_q8_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
 void pack_a_q8_from_q4_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+// Q4_1/Q5_0/Q5_1 with int8 activations (matvec_q_legacy.cpp).
+void matvec_q4_1(const MatvecArgs& a, int64_t r0, int64_t r1);
+void matvec_q5_0(const MatvecArgs& a, int64_t r0, int64_t r1);
+void matvec_q5_1(const MatvecArgs& a, int64_t r0, int64_t r1);
 // K-quants with Q8_K activations (matvec_kquant.cpp).
 void matvec_q2_k(const MatvecArgs& a, int64_t r0, int64_t r1);
 void matvec_q3_k(const MatvecArgs& a, int64_t r0, int64_t r1);
