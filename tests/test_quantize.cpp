@@ -37,7 +37,7 @@ std::vector<int32_t> greedy(const std::string& model_path, const std::string& pr
 }
 }  // namespace
 
-TEST(QuantRecipe, Q4KMChoosesLlamaCppMix) {
+TEST(QuantRecipe, Q4KMMix) {
   const QuantRecipe r = quant_recipe("q4_k_m");
   EXPECT_EQ(r.name, "Q4_K_M");
   EXPECT_EQ(r.file_type, 15u);
@@ -48,10 +48,11 @@ TEST(QuantRecipe, Q4KMChoosesLlamaCppMix) {
   EXPECT_EQ(type("blk.0.attn_v.weight"), DType::Q6_K);
   EXPECT_EQ(type("blk.1.attn_v.weight"), DType::Q4_K);
   EXPECT_EQ(type("blk.3.ffn_down.weight"), DType::Q6_K);
-  EXPECT_EQ(type("blk.4.ffn_down.weight"), DType::Q4_K);
+  EXPECT_EQ(type("blk.4.ffn_down.weight"), DType::Q5_K);
   EXPECT_EQ(type("blk.7.ffn_down.weight"), DType::Q6_K);
   EXPECT_EQ(type("blk.2.ffn_up.weight"), DType::Q4_K);
-  EXPECT_EQ(type("output.weight"), DType::Q6_K);
+  EXPECT_EQ(type("output.weight"), DType::Q5_K);
+  EXPECT_EQ(choose_tensor_type(quant_recipe("Q4_0"), {}, "output.weight", 2, 512, 8).type, DType::Q6_K);
   EXPECT_EQ(type("blk.0.attn_norm.weight", 1), DType::F32);
   // --keep wins, with wildcards
   const std::vector<TypeOverride> keep = {parse_type_override("blk.*.attn_q.weight=q8_0")};

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "convert/gptq.h"
 #include "convert/imatrix.h"
 #include "core/error.h"
 #include "formats/gguf.h"
@@ -126,12 +127,13 @@ ExportSummary export_gguf(const Model& model, const std::string& out_path, const
     any_quant |= dtype_traits(type).block_size > 1;
     const bool rope_rows = permute && (ends_with(t.name, "attn_q.weight") || ends_with(t.name, "attn_k.weight"));
     const float* importance = opts.imatrix ? opts.imatrix->find(t.name, t.ne[0]) : nullptr;
+    const double* hessian = opts.imatrix && opts.gptq ? opts.imatrix->find_hessian(t.name, t.ne[0]) : nullptr;
     sum.n_params += t.n_elements();
     sum.source_bytes += t.nbytes;
     sum.params_by_type[dtype_name(type)] += t.n_elements();
     const int my_index = index++;
     auto progress = opts.progress;
-    w.add_tensor(t.name, type, t.ne, t.n_dims, [&t, type, rope_rows, importance, my_index, n_total, progress,
+    w.add_tensor(t.name, type, t.ne, t.n_dims, [&t, type, rope_rows, importance, hessian, my_index, n_total, progress,
                                                  head_dim = c.head_dim](uint8_t* dst, size_t nbytes) {
       if (progress) progress(my_index, n_total, t.name, type);
       if (type == t.type && !rope_rows) {  // same type: the bytes as they are
@@ -147,7 +149,10 @@ ExportSummary export_gguf(const Model& model, const std::string& out_path, const
             fail("tensor '", t.name, "' holds a non-finite value (", f[r * n_in + i], ") in row ", r, ", column ", i,
                  ": the input is corrupted");
       if (rope_rows) permute_rope_rows(f, n_in, n_rows, head_dim);
-      quantize_rows(type, f.data(), dst, n_rows, n_in, importance);
+      if (hessian && gptq_supports(type))
+        gptq_quantize(type, f.data(), n_rows, n_in, hessian, dst);
+      else
+        quantize_rows(type, f.data(), dst, n_rows, n_in, importance);
     });
   }
   if (!m.weights.rope_freq_factors.empty() && !m.tensors.count("rope_freqs.weight")) {

@@ -24,6 +24,7 @@ struct ExportOptions {
   QuantRecipe recipe;
   std::vector<TypeOverride> keep;    // --keep NAME=TYPE
   const Imatrix* imatrix = nullptr;  // importance of each matrix's input columns (may be null)
+  bool gptq = true;                  // with an imatrix holding Hessians: GPTQ for Q4_K/Q5_K/Q6_K
   // Called before each tensor is written: (index, count, name, type).
   std::function<void(int, int, const std::string&, DType)> progress;
 };

@@ -1,8 +1,10 @@
 #include "convert/imatrix.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 #include "model/blocks.h"
 #include "tokenizer/tokenizer.h"
 
@@ -14,6 +16,12 @@ const float* Imatrix::find(const std::string& name, int64_t n_in) const {
   return it->second.data();
 }
 
+const double* Imatrix::find_hessian(const std::string& name, int64_t n_in) const {
+  auto it = hessian.find(name);
+  if (it == hessian.end() || int64_t(it->second->size()) != n_in * n_in) return nullptr;
+  return it->second->data();
+}
+
 namespace {
 
 struct Sums {
@@ -21,14 +29,46 @@ struct Sums {
   int64_t n = 0;           // rows seen
 };
 
+struct Collector {
+  std::map<std::string, Sums> sums;
+  bool full = false;
+  std::map<std::string, std::shared_ptr<std::vector<double>>> hessian;
+  std::vector<float> xt, xx;  // [n_in][n_tok] transposed x, [n_in][n_in] x^T x of one call
+};
+
 void observe(void* ctx, const Tensor& w, const float* x, int n_tok) {
-  auto& all = *static_cast<std::map<std::string, Sums>*>(ctx);
-  Sums& s = all[w.name];
+  auto& c = *static_cast<Collector*>(ctx);
+  Sums& s = c.sums[w.name];
   const int64_t n_in = w.ne[0];
   if (s.sq.empty()) s.sq.assign(n_in, 0.0);
   for (int t = 0; t < n_tok; t++)
     for (int64_t i = 0; i < n_in; i++) s.sq[i] += double(x[t * n_in + i]) * x[t * n_in + i];
   s.n += n_tok;
+  if (!c.full) return;
+  // k and v read q's input, up reads gate's: they share its H (computed once per call).
+  std::string key = w.name;
+  for (auto [from, to] : {std::pair{"attn_k.", "attn_q."}, {"attn_v.", "attn_q."}, {"ffn_up.", "ffn_gate."}})
+    if (size_t p = key.find(from); p != std::string::npos) key.replace(p, std::strlen(from), to);
+  auto& h = c.hessian[key];
+  if (!h) h = std::make_shared<std::vector<double>>(size_t(n_in) * n_in, 0.0);
+  if (key != w.name) {
+    c.hessian[w.name] = h;
+    return;
+  }
+  // x^T x with the matmul kernel: "weights" xt ([n_in] rows of n_tok), "activations" xt too.
+  c.xt.resize(size_t(n_in) * n_tok);
+  for (int t = 0; t < n_tok; t++)
+    for (int64_t i = 0; i < n_in; i++) c.xt[i * n_tok + t] = x[t * n_in + i];
+  c.xx.resize(size_t(n_in) * n_in);
+  Tensor xt;
+  xt.name = "imatrix.xt";
+  xt.type = DType::F32;
+  xt.n_dims = 2;
+  xt.ne = {n_tok, n_in, 1, 1};
+  xt.data = c.xt.data();
+  xt.nbytes = c.xt.size() * sizeof(float);
+  kernels::matmul(xt, c.xt.data(), c.xx.data(), int(n_in));
+  for (size_t i = 0; i < c.xx.size(); i++) (*h)[i] += c.xx[i];
 }
 
 // Removes the observer however collection ends.
@@ -40,7 +80,8 @@ struct ObserverGuard {
 }  // namespace
 
 Imatrix collect_imatrix(const std::shared_ptr<const Model>& model, const std::vector<int32_t>& tokens,
-                        int n_ctx, int max_chunks, int n_threads, const std::function<void(int, int)>& progress) {
+                        int n_ctx, int max_chunks, int n_threads, const std::function<void(int, int)>& progress,
+                        bool full_hessian) {
   check(n_ctx >= 2, "imatrix: context ", n_ctx, " is too small");
   const bool bos = model->add_bos();
   const int body = bos ? n_ctx - 1 : n_ctx;  // calibration tokens per chunk
@@ -49,10 +90,11 @@ Imatrix collect_imatrix(const std::shared_ptr<const Model>& model, const std::ve
   if (max_chunks > 0) n_chunks = std::min(n_chunks, max_chunks);
   check(n_chunks > 0, "imatrix: the calibration text is empty");
 
-  std::map<std::string, Sums> sums;
+  Collector col;
+  col.full = full_hessian;
   Imatrix im;
   {
-    ObserverGuard guard(&sums);
+    ObserverGuard guard(&col);
     Session s(model, {.n_ctx = n_ctx, .n_threads = n_threads, .n_batch = n_ctx});
     std::vector<int32_t> chunk;
     for (int c = 0; c < n_chunks; c++) {
@@ -66,7 +108,8 @@ Imatrix collect_imatrix(const std::shared_ptr<const Model>& model, const std::ve
       if (progress) progress(c + 1, n_chunks);
     }
   }
-  for (auto& [name, s] : sums) {
+  im.hessian = std::move(col.hessian);
+  for (auto& [name, s] : col.sums) {
     std::vector<float> m(s.sq.size());
     for (size_t i = 0; i < m.size(); i++) m[i] = float(s.sq[i] / double(std::max<int64_t>(1, s.n)));
     im.mean_sq[name] = std::move(m);

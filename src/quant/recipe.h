@@ -1,14 +1,15 @@
 // Quantization recipes: which block type each tensor of a model gets.
 //
 // A recipe is named like llama.cpp's file types. Plain types (Q8_0, Q4_0, Q5_K...) give every
-// matrix that type; the mixed K-quant recipes spend more bits where the error costs most:
-//   Q4_K_M / Q5_K_M: Q4_K / Q5_K, with attn_v and ffn_down in Q6_K on the layers that
-//                    llama.cpp's use_more_bits() picks (first and last eighth, every third between).
+// matrix that type, except output.weight (the most sensitive matrix), which gets Q6_K below 8 bits
+// as in llama.cpp. The mixed K-quant recipes spend more bits where the error costs most:
+//   Q4_K_M: Q4_K; attn_v and ffn_down Q6_K on the layers llama.cpp's use_more_bits() picks (first
+//           and last eighth, every third between), ffn_down Q5_K on the others, output Q5_K.
+//           llama.cpp's Q4_K_M keeps ffn_down Q4_K there and output Q6_K (5.03 bits per weight on
+//           the zoo teacher); Kite's mix is 4.99 and measured better (README, quantization).
+//   Q5_K_M: Q5_K, with attn_v and ffn_down Q6_K on those layers.
 //   Q4_K_S / Q5_K_S: all Q4_K / Q5_K.   Q3_K_M: Q3_K, attn_v Q5_K, ffn_down Q4_K.
-// output.weight (the largest single matrix, and the most sensitive) gets Q6_K in every recipe
-// below 8 bits, as in llama.cpp. Vectors (norms, biases, rope factors) stay F32.
-// Kite's Q4_K_M differs from llama.cpp's in one place, to stay under 5 bits per weight: the token
-// embedding (a lookup, not a product) is Q3_K... see recipe.cpp for the measured reason.
+// Vectors (norms, biases, rope factors) stay F32. --keep NAME=TYPE overrides any of these.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -69,14 +69,14 @@ std::string read_calibration_text(const std::string& path, size_t max_bytes) {
 }
 
 Imatrix calibrate(const std::shared_ptr<const Model>& model, const std::string& path, int n_ctx, int chunks,
-                  int n_threads) {
+                  int n_threads, bool hessian) {
   const std::string text = read_calibration_text(path, size_t(chunks) * n_ctx * 16);
   const std::vector<int32_t> tokens = model->tokenize(text, false);
   std::fprintf(stderr, "calibration: %zu tokens of %s\n", tokens.size(), path.c_str());
   Imatrix im = collect_imatrix(model, tokens, n_ctx, chunks, n_threads, [](int done, int total) {
     std::fprintf(stderr, "\rcalibrating: chunk %d/%d", done, total);
     std::fflush(stderr);
-  });
+  }, hessian);
   std::fprintf(stderr, "\n");
   return im;
 }
@@ -84,7 +84,7 @@ Imatrix calibrate(const std::shared_ptr<const Model>& model, const std::string& 
 Runner add_quantize(CLI::App& app) {
   auto* sub = app.add_subcommand("quantize", "write a model as a quantized GGUF");
   struct Opts {
-    std::string in, out, type, calib, tokenizer;
+    std::string in, out, type, calib, tokenizer, method = "gptq";
     std::vector<std::string> keep;
     int calib_chunks = 64, calib_ctx = 512, n_threads = 0;
     bool json = false;
@@ -98,6 +98,8 @@ Runner add_quantize(CLI::App& app) {
   sub->add_option("--calib", o->calib, "calibration text (plain or .xz): importance-weighted quantization");
   sub->add_option("--calib-chunks", o->calib_chunks, "calibration chunks of --calib-ctx tokens")->check(CLI::Range(1, 100000));
   sub->add_option("--calib-ctx", o->calib_ctx, "tokens per calibration chunk")->check(CLI::Range(8, 1 << 20));
+  sub->add_option("--calib-method", o->method, "with --calib: gptq (error-compensating rounding for Q4_K/Q5_K/Q6_K, imatrix for the rest) or imatrix (importance-weighted scale search only)")
+      ->check(CLI::IsMember({"gptq", "imatrix"}));
   sub->add_option("--keep", o->keep, "TENSOR=TYPE: override a tensor's type (* wildcards; repeatable)");
   sub->add_option("--tokenizer", o->tokenizer, "tokenizer file (llama2.c input)");
   sub->add_option("-t,--threads", o->n_threads, "threads (0: all cores)");
@@ -111,7 +113,8 @@ Runner add_quantize(CLI::App& app) {
     auto model = Model::load(o->in, lo);
     Imatrix im;
     if (!o->calib.empty()) {
-      im = calibrate(model, o->calib, o->calib_ctx, o->calib_chunks, o->n_threads);
+      im = calibrate(model, o->calib, o->calib_ctx, o->calib_chunks, o->n_threads, o->method == "gptq");
+      eo.gptq = o->method == "gptq";
       eo.imatrix = &im;
     }
     eo.progress = progress_bar;

@@ -29,7 +29,7 @@ Runner add_quant_report(CLI::App& app);
 // max_bytes) and collects an importance matrix over up to `chunks` chunks of n_ctx tokens.
 std::string read_calibration_text(const std::string& path, size_t max_bytes);
 Imatrix calibrate(const std::shared_ptr<const Model>& model, const std::string& path, int n_ctx, int chunks,
-                  int n_threads);
+                  int n_threads, bool hessian);
 
 // Shared flags.
 struct ModelFlags {
