@@ -6,8 +6,19 @@
 #include "core/error.h"
 #include "kite/kite.h"
 #include "model/architecture.h"
+#include "runtime/kv_cache.h"
 
 namespace kite {
+
+DType to_dtype(KVType t) {
+  switch (t) {
+    case KVType::F16: return DType::F16;
+    case KVType::BF16: return DType::BF16;
+    case KVType::Q8_0: return DType::Q8_0;
+    case KVType::F32: break;
+  }
+  return DType::F32;
+}
 
 Model::Model(std::unique_ptr<LoadedModel> m) : m_(std::move(m)) {}
 Model::~Model() = default;
@@ -34,11 +45,33 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   check(n_ctx_ > 0 && n_ctx_ <= (1 << 24), "context size ", n_ctx_, " is out of range");
   n_threads_ = opts.n_threads > 0 ? opts.n_threads : omp_get_num_procs();
   n_batch_ = std::max(1, opts.n_batch);
-  cache_ = std::make_unique<KVCache>(c.n_layer, n_ctx_, c.n_head_kv * c.head_dim);
+  kv_type_ = opts.kv_type;
+  cache_ = std::make_unique<KVCache>(c.n_layer, n_ctx_, c.n_head_kv, c.head_dim, to_dtype(kv_type_));
   scratch_ = std::make_unique<Scratch>();
 }
 
 Session::~Session() = default;
+
+size_t Session::kv_bytes() const { return cache_->bytes(); }
+
+KVType kv_type_from_string(std::string_view name) {
+  switch (kv_type_from_name(std::string(name))) {
+    case DType::F16: return KVType::F16;
+    case DType::BF16: return KVType::BF16;
+    case DType::Q8_0: return KVType::Q8_0;
+    default: return KVType::F32;
+  }
+}
+
+const char* kv_type_name(KVType t) {
+  switch (t) {
+    case KVType::F16: return "f16";
+    case KVType::BF16: return "bf16";
+    case KVType::Q8_0: return "q8_0";
+    case KVType::F32: break;
+  }
+  return "f32";
+}
 
 void Session::truncate(int n) {
   check(n >= 0 && n <= n_past_, "cannot truncate a session of ", n_past_, " tokens to ", n);
