@@ -15,6 +15,7 @@ Runner add_tokenize(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_gen_model(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_bench_attn(CLI::App& app);
 
 // Shared flags.
 struct ModelFlags {

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   runners["info"] = kite::cli::add_info(app);
   runners["gen-model"] = kite::cli::add_gen_model(app);
   runners["bench"] = kite::cli::add_bench(app);
+  runners["bench-attn"] = kite::cli::add_bench_attn(app);
   CLI11_PARSE(app, argc, argv);
   try {
     for (auto* sub : app.get_subcommands()) return runners.at(sub->get_name())();
