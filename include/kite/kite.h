@@ -79,6 +79,12 @@ class Session {
   KVType kv_type() const { return kv_type_; }
   // Forgets everything after the first n tokens (cheap: the cache is simply overwritten).
   void truncate(int n);
+  // Prefix reuse: keeps the longest prefix of what is cached that `tokens` starts with (at most
+  // tokens.size() - 1, so that evaluating the rest yields logits) and forgets the rest. Returns
+  // how many tokens were kept; the caller evaluates tokens[kept..].
+  int reuse_prefix(std::span<const int32_t> tokens);
+  // The token ids at the cached positions [n_past].
+  const std::vector<int32_t>& cached_tokens() const { return tokens_; }
   const Model& model() const { return *model_; }
 
  private:
@@ -86,6 +92,7 @@ class Session {
   std::unique_ptr<KVCache> cache_;
   std::unique_ptr<Scratch> scratch_;
   std::vector<float> logits_, batch_logits_;
+  std::vector<int32_t> tokens_;  // ids at cached positions
   int n_ctx_ = 0, n_threads_ = 0, n_batch_ = 512, n_past_ = 0;
   KVType kv_type_ = KVType::F32;
 };

@@ -25,12 +25,13 @@
 
 namespace kite::kernels {
 
-// One layer of a KV cache: position j of KV head g starts at k + j * row_bytes + g * head_bytes.
+// One layer of a KV cache: position j of KV head g starts at k + g * head_stride + j * row_stride
+// (rows of head_dim values of `type`; same layout for v).
 struct AttnKV {
   const uint8_t* k = nullptr;
   const uint8_t* v = nullptr;
-  size_t row_bytes = 0;   // bytes per position (all KV heads)
-  size_t head_bytes = 0;  // bytes per KV head = row_bytes(type, head_dim)
+  size_t row_stride = 0;   // bytes between consecutive positions of one head
+  size_t head_stride = 0;  // bytes between KV heads
   DType type = DType::F32;
 };
 

@@ -76,6 +76,15 @@ const char* kv_type_name(KVType t) {
 void Session::truncate(int n) {
   check(n >= 0 && n <= n_past_, "cannot truncate a session of ", n_past_, " tokens to ", n);
   n_past_ = n;
+  tokens_.resize(n);
+}
+
+int Session::reuse_prefix(std::span<const int32_t> tokens) {
+  const size_t limit = std::min(tokens_.size(), tokens.empty() ? 0 : tokens.size() - 1);
+  size_t n = 0;
+  while (n < limit && tokens_[n] == tokens[n]) n++;
+  truncate(int(n));
+  return int(n);
 }
 
 std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_logits) {
@@ -96,6 +105,7 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_l
     forward(m, *cache_, tokens.data() + start, len, n_past_, all_logits, *scratch_, logits_);
     if (all_logits) std::copy(logits_.begin(), logits_.end(), batch_logits_.begin() + size_t(start) * n_vocab);
     n_past_ += len;
+    tokens_.insert(tokens_.end(), tokens.begin() + start, tokens.begin() + start + len);
   }
   if (all_logits) return batch_logits_;
   return std::span<const float>(logits_.data(), n_vocab);

@@ -57,7 +57,7 @@ Runner add_bench_attn(CLI::App& app) {
     std::string ctx = "512,2048,8192";
     int heads = 8, kv_heads = 4, head_dim = 64, threads = 2, reps = 3, naive_max_ctx = 16384;
     std::string kv_type = "f32";
-    bool json = false;
+    bool json = false, decode = false;
   };
   auto o = std::make_shared<Opts>();
   sub->add_option("--ctx", o->ctx, "context lengths, comma separated (one causal prompt of each)");
@@ -68,6 +68,7 @@ Runner add_bench_attn(CLI::App& app) {
   sub->add_option("-r,--repetitions", o->reps, "repetitions (median reported); contexts >= 8192 run the naive kernel once");
   sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0");
   sub->add_option("--naive-max-ctx", o->naive_max_ctx, "skip the naive kernel above this context (it is quadratic and scalar)");
+  sub->add_flag("--decode", o->decode, "one query token after ctx - 1 cached ones (a decode step) instead of a full prompt");
   sub->add_flag("--json", o->json,
                 "print {\"results\": [{ctx, naive_ms, flash_ms, naive_peak_mb, flash_peak_mb}]}");
   sub->footer(
@@ -90,27 +91,28 @@ Runner add_bench_attn(CLI::App& app) {
     for (int ctx : ctxs) {
       check(ctx > 0, "bench-attn: context lengths must be positive");
       kernels::AttnShape s;
-      s.n_tok = ctx;
+      s.n_tok = o->decode ? 1 : ctx;
       s.n_head = o->heads;
       s.n_head_kv = o->kv_heads;
       s.head_dim = o->head_dim;
-      s.pos0 = 0;
+      s.pos0 = ctx - s.n_tok;
       s.scale = 1.0f / std::sqrt(float(o->head_dim));
       KVCache cache(1, ctx, o->kv_heads, o->head_dim, kt);
       std::mt19937 rng(42);
       std::normal_distribution<float> nd(0.0f, 1.0f);
       const size_t kv_n = size_t(ctx) * o->kv_heads * o->head_dim;
-      std::vector<float> k(kv_n), v(kv_n), q(size_t(ctx) * o->heads * o->head_dim), y(q.size());
+      std::vector<float> k(kv_n), v(kv_n), q(size_t(s.n_tok) * o->heads * o->head_dim), y(q.size());
       for (auto& x : k) x = nd(rng);
       for (auto& x : v) x = nd(rng);
       for (auto& x : q) x = nd(rng);
       cache.store(0, 0, ctx, k.data(), v.data());
       const kernels::AttnKV kv = cache.layer(0);
 
-      const double flash_ms = time_ms([&] { kernels::flash_attention(s, q.data(), kv, y.data()); }, o->reps);
+      const int reps = o->decode ? o->reps * 20 : o->reps;  // a decode step is short: more runs
+      const double flash_ms = time_ms([&] { kernels::flash_attention(s, q.data(), kv, y.data()); }, reps);
       const bool run_naive = ctx <= o->naive_max_ctx;
       const double naive_ms =
-          run_naive ? time_ms([&] { kernels::naive_attention(s, q.data(), kv, y.data()); }, ctx >= 8192 ? 1 : o->reps)
+          run_naive ? time_ms([&] { kernels::naive_attention(s, q.data(), kv, y.data()); }, ctx >= 8192 && !o->decode ? 1 : reps)
                     : NAN;
       const double naive_mb = kernels::naive_attention_workspace_bytes(s, o->threads) / 1e6;
       const double flash_mb = kernels::flash_attention_workspace_bytes(s, o->threads) / 1e6;
@@ -118,7 +120,7 @@ Runner add_bench_attn(CLI::App& app) {
       r["naive_ms"] = run_naive ? nlohmann::json(naive_ms) : nlohmann::json(nullptr);
       out["results"].push_back(r);
       if (!o->json) {
-        std::printf("ctx %6d  naive %10.1f ms  flash %9.1f ms  speed-up %5.1fx  memory naive %7.3f MB  flash %7.3f MB"
+        std::printf("ctx %6d  naive %10.2f ms  flash %9.3f ms  speed-up %5.1fx  memory naive %7.3f MB  flash %7.3f MB"
                     "  (a materialised score matrix would be %.0f MB)\n",
                     ctx, naive_ms, flash_ms, naive_ms / flash_ms, naive_mb, flash_mb,
                     double(o->heads) * ctx * ctx * 4 / 1e6);
