@@ -25,6 +25,10 @@ constexpr int Bc = kAttnKeyBlock;
 constexpr int kTileRows = 64;        // query rows per tile (tokens x heads of one GQA group)
 constexpr int kTransposeRows = 8;    // tiles with at least this many rows use the transposed-K path
 constexpr int kMinKeysPerSplit = 256;
+// Floats between the per-thread buffers: K, Kt and V blocks are 16 KiB each for head_dim 64, so
+// back to back their elements would share address bits 0-11 and loads from one would falsely
+// wait on stores to another (4K aliasing); odd cache-line offsets avoid that.
+constexpr int kPad = 48;
 
 int threads_for_call() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
 
@@ -39,7 +43,7 @@ struct Plan {
   int n_threads;  // threads that run the items
   // Floats of per-thread scratch: Q tile, S, acc, m, l, corr, K (converted), Kt, V (converted).
   size_t per_thread_floats() const {
-    return size_t(rows) * hd * 2 + size_t(rows) * Bc + size_t(rows) * 3 + size_t(Bc) * hd * 3;
+    return size_t(rows) * hd * 2 + size_t(rows) * Bc + size_t(rows) * 3 + size_t(Bc) * hd * 3 + 9 * kPad;  // 9 pads, below
   }
   // Floats of the split partials: per item, rows x (acc[hd], m, l).
   size_t partial_floats() const { return n_split > 1 ? size_t(n_items) * rows * (hd + 2) : 0; }
@@ -90,15 +94,15 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
   const int t0 = job.tile * p.tile_tok;
   const int nt = std::min(p.tile_tok, s.n_tok - t0);
   const int R = nt * group;
-  float* Q = ws;                               // [R][hd]
-  float* S = Q + size_t(p.rows) * hd;          // [R][Bc]
-  float* acc = S + size_t(p.rows) * Bc;        // [R][hd]
-  float* m = acc + size_t(p.rows) * hd;        // [R]
-  float* l = m + p.rows;                       // [R]
-  float* corr = l + p.rows;                    // [R]
-  float* Kf = corr + p.rows;                   // [Bc][hd]
-  float* Kt = Kf + size_t(Bc) * hd;            // [hd][Bc]
-  float* Vf = Kt + size_t(Bc) * hd;            // [Bc][hd]
+  float* Q = ws;                                      // [R][hd]
+  float* S = Q + size_t(p.rows) * hd + kPad;          // [R][Bc]
+  float* acc = S + size_t(p.rows) * Bc + kPad;        // [R][hd]
+  float* m = acc + size_t(p.rows) * hd + kPad;        // [R]
+  float* l = m + p.rows;                              // [R]
+  float* corr = l + p.rows;                           // [R]
+  float* Kf = corr + p.rows + kPad;                   // [Bc][hd]
+  float* Kt = Kf + size_t(Bc) * hd + 2 * kPad;        // [hd][Bc]
+  float* Vf = Kt + size_t(Bc) * hd + 3 * kPad;        // [Bc][hd]
 
   // Row r = ti * group + gi is query token t0 + ti, head kvh * group + gi.
   for (int ti = 0; ti < nt; ti++)
