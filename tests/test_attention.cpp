@@ -131,7 +131,7 @@ TEST(FlashAttention, WorkspaceDoesNotGrowWithContext) {
 TEST(KVCache, Q8_0NeedsHeadDimMultipleOf32) {
   EXPECT_THROW(KVCache(1, 16, 4, 8, DType::Q8_0), Error);
   EXPECT_NO_THROW(KVCache(1, 16, 4, 64, DType::Q8_0));
-  EXPECT_EQ(KVCache::bytes_for(2, 100, 4, 64, DType::Q8_0), 2u * 2 * 100 * 4 * 68);
+  EXPECT_EQ(KVCache::bytes_for(2, 100, 4, 64, DType::Q8_0), 2u * 2 * 128 * 4 * 68);  // 2 pages of 64
   EXPECT_EQ(kv_type_from_string("Q8_0"), KVType::Q8_0);
   EXPECT_THROW(kv_type_from_string("q4"), Error);
 }

@@ -60,6 +60,10 @@ struct SessionOptions {
   int n_threads = 0;  // 0: all cores
   int n_batch = 512;  // prompt tokens per forward pass
   KVType kv_type = KVType::F32;
+  // KV memory in MiB (K and V, all layers): a pool of pages of 64 positions. 0: exactly n_ctx
+  // positions. More keeps the prefixes of earlier prompts for reuse (see reuse_prefix); less
+  // than one sequence of n_ctx is an error.
+  double kv_mem_mib = 0;
 };
 
 // One conversation: its own KV cache and work buffers.
@@ -79,9 +83,11 @@ class Session {
   KVType kv_type() const { return kv_type_; }
   // Forgets everything after the first n tokens (cheap: the cache is simply overwritten).
   void truncate(int n);
-  // Prefix reuse: keeps the longest prefix of what is cached that `tokens` starts with (at most
-  // tokens.size() - 1, so that evaluating the rest yields logits) and forgets the rest. Returns
-  // how many tokens were kept; the caller evaluates tokens[kept..].
+  // Prefix reuse: keeps the longest prefix of `tokens` whose K/V are cached and forgets the rest:
+  // the common prefix with the current sequence, or, when longer, whole 64-token pages of an
+  // earlier sequence still in the page pool (matched by a hash of the full token prefix). At
+  // most tokens.size() - 1 are kept, so that evaluating the rest yields logits. Returns how many
+  // tokens were kept; the caller evaluates tokens[kept..].
   int reuse_prefix(std::span<const int32_t> tokens);
   // The token ids at the cached positions [n_past].
   const std::vector<int32_t>& cached_tokens() const { return tokens_; }

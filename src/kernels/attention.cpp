@@ -120,8 +120,8 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
   const bool f32 = kv.type == DType::F32;
   for (int jb = job.k0; jb < k1; jb += Bc) {
     const int nb = std::min(Bc, k1 - jb);
-    const uint8_t* kb = kv.k + size_t(job.kvh) * kv.head_stride + size_t(jb) * kv.row_stride;
-    const uint8_t* vb = kv.v + size_t(job.kvh) * kv.head_stride + size_t(jb) * kv.row_stride;
+    const uint8_t* kb = kv.k_at(jb, job.kvh);  // jb is a multiple of Bc: one page when paged
+    const uint8_t* vb = kv.v_at(jb, job.kvh);
     // Keys and values as float rows: the cache itself for F32, else converted once per block.
     const float* K = f32 ? reinterpret_cast<const float*>(kb) : Kf;
     const float* V = f32 ? reinterpret_cast<const float*>(vb) : Vf;
@@ -131,9 +131,11 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
     // bandwidth matvec reaches, which prefetches the same way).
     if (jb + Bc < k1) {
       const size_t bytes = size_t(std::min(Bc, k1 - jb - Bc)) * kv.row_stride;
+      const uint8_t* kn = kv.k_at(jb + Bc, job.kvh);
+      const uint8_t* vn = kv.v_at(jb + Bc, job.kvh);
       for (size_t off = 0; off < bytes; off += 64) {
-        __builtin_prefetch(kb + size_t(Bc) * kv.row_stride + off);
-        __builtin_prefetch(vb + size_t(Bc) * kv.row_stride + off);
+        __builtin_prefetch(kn + off);
+        __builtin_prefetch(vn + off);
       }
     }
     if (!f32) {
@@ -272,7 +274,7 @@ void naive_attention(const AttnShape& s, const float* q, const AttnKV& kv, float
   const bool f32 = kv.type == DType::F32;
   // Row j of KV head g as float: the cache itself for F32, else converted into `tmp`.
   auto row = [&](const uint8_t* base, int j, int g, float* tmp) -> const float* {
-    const uint8_t* p = base + size_t(g) * kv.head_stride + size_t(j) * kv.row_stride;
+    const uint8_t* p = base + kv.offset(j, g);
     if (f32) return reinterpret_cast<const float*>(p);
     to_float(kv.type, p, tmp, hd);
     return tmp;

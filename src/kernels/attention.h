@@ -25,14 +25,29 @@
 
 namespace kite::kernels {
 
-// One layer of a KV cache: position j of KV head g starts at k + g * head_stride + j * row_stride
-// (rows of head_dim values of `type`; same layout for v).
+constexpr int kAttnKeyBlock = 64;  // keys per block in the flash kernel (= KV page size)
+
+// One layer of a KV cache, rows of head_dim values of `type` (same layout for v).
+//  Contiguous (pages == nullptr): position j of KV head g at k + g * head_stride + j * row_stride.
+//  Paged: positions in pages of kAttnKeyBlock tokens; position j of head g at
+//         k + pages[j / kAttnKeyBlock] * page_stride + g * head_stride + (j % kAttnKeyBlock) * row_stride.
+//  A page is exactly one key block of the flash kernel, so a block never straddles two pages.
 struct AttnKV {
   const uint8_t* k = nullptr;
   const uint8_t* v = nullptr;
   size_t row_stride = 0;   // bytes between consecutive positions of one head
   size_t head_stride = 0;  // bytes between KV heads
   DType type = DType::F32;
+  const int32_t* pages = nullptr;  // block table: page index of each kAttnKeyBlock positions
+  size_t page_stride = 0;          // bytes between pages
+  // Start of the rows of head g from position j on (up to the end of j's page when paged).
+  const uint8_t* k_at(int j, int g) const { return k + offset(j, g); }
+  const uint8_t* v_at(int j, int g) const { return v + offset(j, g); }
+  size_t offset(int j, int g) const {
+    if (!pages) return size_t(g) * head_stride + size_t(j) * row_stride;
+    return size_t(pages[j / kAttnKeyBlock]) * page_stride + size_t(g) * head_stride +
+           size_t(j % kAttnKeyBlock) * row_stride;
+  }
 };
 
 struct AttnShape {
@@ -43,8 +58,6 @@ struct AttnShape {
   int pos0 = 0;       // tokens cached before the first query; keys 0 .. pos0 + n_tok - 1 are read
   float scale = 1;    // usually 1 / sqrt(head_dim)
 };
-
-constexpr int kAttnKeyBlock = 64;  // keys per block in the flash kernel
 
 // q: [n_tok][n_head][head_dim], out: same shape. Uses omp_get_max_threads() threads (one when
 // called inside a parallel region).

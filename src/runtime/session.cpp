@@ -46,7 +46,16 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& opts)
   n_threads_ = opts.n_threads > 0 ? opts.n_threads : omp_get_num_procs();
   n_batch_ = std::max(1, opts.n_batch);
   kv_type_ = opts.kv_type;
-  cache_ = std::make_unique<KVCache>(c.n_layer, n_ctx_, c.n_head_kv, c.head_dim, to_dtype(kv_type_));
+  int n_pages = 0;
+  if (opts.kv_mem_mib > 0) {
+    n_pages = KVCache::pages_for_bytes(size_t(opts.kv_mem_mib * 1048576.0), c.n_layer, c.n_head_kv, c.head_dim,
+                                       to_dtype(kv_type_));
+    check(n_pages > 0, "KV cache budget too small: ", opts.kv_mem_mib, " MiB holds no page of ", KVCache::kPageTokens,
+          " tokens (", KVCache::bytes_for(c.n_layer, 1, c.n_head_kv, c.head_dim, to_dtype(kv_type_)) / 1048576.0,
+          " MiB); one sequence of ", n_ctx_, " tokens needs ",
+          KVCache::bytes_for(c.n_layer, n_ctx_, c.n_head_kv, c.head_dim, to_dtype(kv_type_)) / 1048576.0, " MiB");
+  }
+  cache_ = std::make_unique<KVCache>(c.n_layer, n_ctx_, c.n_head_kv, c.head_dim, to_dtype(kv_type_), n_pages);
   scratch_ = std::make_unique<Scratch>();
 }
 
@@ -77,12 +86,20 @@ void Session::truncate(int n) {
   check(n >= 0 && n <= n_past_, "cannot truncate a session of ", n_past_, " tokens to ", n);
   n_past_ = n;
   tokens_.resize(n);
+  cache_->truncate(n);
 }
 
 int Session::reuse_prefix(std::span<const int32_t> tokens) {
   const size_t limit = std::min(tokens_.size(), tokens.empty() ? 0 : tokens.size() - 1);
   size_t n = 0;
   while (n < limit && tokens_[n] == tokens[n]) n++;
+  const int n_tok = int(tokens.size());
+  const int n_paged = cache_->adopt_prefix(tokens, std::max(0, n_tok - 1), int(n));
+  if (n_paged > int(n)) {  // pages of an earlier sequence now start the table
+    n_past_ = n_paged;
+    tokens_.assign(tokens.begin(), tokens.begin() + n_paged);
+    return n_paged;
+  }
   truncate(int(n));
   return int(n);
 }
@@ -107,6 +124,7 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens, bool all_l
     n_past_ += len;
     tokens_.insert(tokens_.end(), tokens.begin() + start, tokens.begin() + start + len);
   }
+  cache_->register_full_pages(tokens_);
   if (all_logits) return batch_logits_;
   return std::span<const float>(logits_.data(), n_vocab);
 }

@@ -102,7 +102,7 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
 // the same session, which keeps the cached common prefix (Session::reuse_prefix) and evaluates
 // only the rest. TTFT = time until the logits of the first generated token.
 nlohmann::json bench_prefix(const std::shared_ptr<const Model>& model, int n_prefix, int threads, KVType kv_type,
-                            bool json) {
+                            double kv_mem, bool json) {
   constexpr int kTail = 24;
   const int n_vocab = model->n_vocab();
   std::vector<int32_t> a = synthetic_tokens(n_prefix, n_vocab, 1), b;
@@ -115,6 +115,7 @@ nlohmann::json bench_prefix(const std::shared_ptr<const Model>& model, int n_pre
   so.n_ctx = n_prefix + kTail + 1;
   so.n_threads = threads;
   so.kv_type = kv_type;
+  so.kv_mem_mib = kv_mem;
   warn_beyond_training(model->impl(), so.n_ctx);
   Session s(model, so);
   auto ms_since = [](auto t0) {
@@ -143,6 +144,7 @@ Runner add_bench(CLI::App& app) {
     int n_prompt = 512, n_gen = 128, reps = 5;
     std::string threads = "2", kv_type = "f32", depths;
     int prefix_test = 0;
+    double kv_mem = 0;
     bool json = false, membw = false, profile = false;
     std::string trace;
   };
@@ -156,6 +158,7 @@ Runner add_bench(CLI::App& app) {
   sub->add_flag("--profile", o->profile, "time per op (printed after the runs)");
   sub->add_option("--trace", o->trace, "write a Chrome trace (Perfetto) of the last repetition");
   sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0");
+  sub->add_option("--kv-mem", o->kv_mem, "KV cache memory in MiB for --prefix-test (pages of 64 tokens; 0: the context)");
   sub->add_option("--depth", o->depths,
                   "decode speed after a cached context of each of these depths, comma separated "
                   "(JSON \"depths\"; last -t thread count, -n tokens)");
@@ -255,7 +258,7 @@ Runner add_bench(CLI::App& app) {
     if (!o->depths.empty()) out["depths"] = bench_depths(model, parse_list(o->depths), o->n_gen, o->reps, threads_last,
                                                          kv_type, o->json);
     if (o->prefix_test > 0) {
-      const nlohmann::json p = bench_prefix(model, o->prefix_test, threads_last, kv_type, o->json);
+      const nlohmann::json p = bench_prefix(model, o->prefix_test, threads_last, kv_type, o->kv_mem, o->json);
       for (auto& [k, v] : p.items()) out[k] = v;
     }
     if (o->profile) std::fprintf(o->json ? stderr : stdout, "%s", profile::report().c_str());

@@ -45,6 +45,7 @@ Runner add_generate(CLI::App& app) {
     std::string prompt, prompt_file;
     int n_predict = 128, n_ctx = 0, n_threads = 0, n_batch = 512;
     std::string kv_type = "f32";
+    double kv_mem = 0;
     std::optional<float> temp, top_p, min_p, repeat_penalty;
     std::optional<int> top_k;
     float freq_penalty = 0, presence_penalty = 0;
@@ -67,6 +68,7 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("-t,--threads", o->n_threads, "threads (0: all cores)");
   sub->add_option("-b,--batch-size", o->n_batch, "prompt tokens per forward pass");
   sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0");
+  sub->add_option("--kv-mem", o->kv_mem, "KV cache memory in MiB (pages of 64 tokens; 0: the context)");
   sub->add_option("--temp", o->temp, "temperature (0: greedy)");
   sub->add_option("--top-k", o->top_k, "top-k (0: off)");
   sub->add_option("--top-p", o->top_p, "top-p (1: off)");
@@ -120,6 +122,7 @@ Runner add_generate(CLI::App& app) {
     so.n_threads = o->n_threads;
     so.n_batch = o->n_batch;
     so.kv_type = kv_type_from_string(o->kv_type);
+    so.kv_mem_mib = o->kv_mem;
     Session session(model, so);
     std::vector<int32_t> prompt_ids = model->tokenize(prompt, model->add_bos() && !o->no_bos);
 
