@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -53,6 +54,67 @@ TEST(KvCli, BenchAttnBadInput) {
   r = run("bench-attn --ctx 64 --kv-type q4");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("unknown KV cache type"), std::string::npos) << r.out;
+}
+
+}  // namespace
+
+namespace {
+
+// Quoted shared path (appended piecewise: GCC 12 warns falsely on "'" + std::string, bug 105329).
+std::string shared_q(const std::string& rel) {
+  std::string s(1, '\'');
+  s += kite::test::shared_path(rel);
+  s += '\'';
+  return s;
+}
+
+// --prompt-cache: a second run with a longer prompt reuses the saved prefix and prints the same
+// text as a run without the cache; a file for another model, another KV type, or a corrupted
+// one is a clear error.
+TEST(KvCli, PromptCacheRoundTripAndErrors) {
+  KITE_REQUIRE_SHARED("models/zoo-teacher-34m");
+  KITE_REQUIRE_SHARED("models/zoo-draft-7m");
+  const std::string file = "/tmp/kite_prompt_cache_" + std::to_string(::getpid()) + ".bin";
+  std::remove(file.c_str());
+  const std::string m = "-m " + shared_q("models/zoo-teacher-34m");
+  const std::string p = "The little robot looked at the sky and wondered why the stars were so far";
+  const std::string gen = "generate " + m + " -n 12 --temp 0 --json -c 256 ";
+  CliRun a = run(gen + "-p '" + p + "' --prompt-cache " + file, false);
+  ASSERT_EQ(a.code, 0) << a.out;
+  CliRun b = run(gen + "-p '" + p + " away' --prompt-cache " + file);
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("reused"), std::string::npos) << b.out;
+  CliRun plain = run(gen + "-p '" + p + " away'", false);
+  ASSERT_EQ(plain.code, 0);
+  const auto jb = json::parse(b.out.substr(b.out.find('{')));
+  EXPECT_EQ(jb["ids"], json::parse(plain.out)["ids"]);
+
+  CliRun other = run("generate -m " + shared_q("models/zoo-draft-7m") + " -n 2 -p 'x' --prompt-cache " + file);
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.out.find("different model"), std::string::npos) << other.out;
+  CliRun type = run(gen + "-p 'x' --kv-type q8_0 --prompt-cache " + file);
+  EXPECT_EQ(type.code, 1);
+  EXPECT_NE(type.out.find("--kv-type"), std::string::npos) << type.out;
+  {  // flip one byte in the middle
+    FILE* f = std::fopen(file.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 200, SEEK_SET);
+    const int c = std::fgetc(f);
+    std::fseek(f, 200, SEEK_SET);
+    std::fputc(c ^ 0x5a, f);
+    std::fclose(f);
+  }
+  CliRun bad = run(gen + "-p 'x' --prompt-cache " + file);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("corrupted"), std::string::npos) << bad.out;
+  std::remove(file.c_str());
+}
+
+TEST(KvCli, KvBudgetTooSmallIsAClearError) {
+  KITE_REQUIRE_SHARED("models/zoo-teacher-34m");
+  CliRun r = run("generate -m " + shared_q("models/zoo-teacher-34m") + " -p hi -n 2 -c 512 --kv-mem 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("KV cache budget too small"), std::string::npos) << r.out;
 }
 
 }  // namespace

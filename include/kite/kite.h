@@ -89,6 +89,13 @@ class Session {
   // most tokens.size() - 1 are kept, so that evaluating the rest yields logits. Returns how many
   // tokens were kept; the caller evaluates tokens[kept..].
   int reuse_prefix(std::span<const int32_t> tokens);
+  // Saves the cached tokens and their K/V to a file (a prompt cache), with a header that ties it
+  // to this model and KV type, and a checksum.
+  void save_state(const std::string& path) const;
+  // Replaces what is cached by a file from save_state. Throws kite::Error naming the problem when
+  // the file is for another model or KV type, does not fit the context, or is corrupted.
+  // Returns the number of tokens now cached.
+  int load_state(const std::string& path);
   // The token ids at the cached positions [n_past].
   const std::vector<int32_t>& cached_tokens() const { return tokens_; }
   const Model& model() const { return *model_; }
@@ -133,12 +140,16 @@ struct GenerateOptions {
   SamplingParams sampling;
   std::vector<std::string> stop;       // stop strings (not included in the output)
   bool stop_at_eos = true;
+  // prompt_ids is the whole sequence: keep what the session already caches of it
+  // (Session::reuse_prefix) and evaluate only the rest. false: evaluate it after n_past.
+  bool reuse_cached_prefix = false;
 };
 
 struct GenerateResult {
   std::vector<int32_t> prompt_ids, ids;
   std::string text;
   std::string stop_reason;             // "eos", "length", "stop", "context", "callback"
+  int prompt_reused = 0;               // prompt tokens whose K/V were already cached
   double prompt_ms = 0, gen_ms = 0;
 };
 

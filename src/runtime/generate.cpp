@@ -20,8 +20,10 @@ GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids
   GenerateResult r;
   r.prompt_ids = prompt_ids;
   check(!prompt_ids.empty(), "generate: the prompt is empty (and the model adds no BOS)");
+  if (opts.reuse_cached_prefix) r.prompt_reused = session.reuse_prefix(prompt_ids);
+  const std::span<const int32_t> to_eval(prompt_ids.data() + r.prompt_reused, prompt_ids.size() - r.prompt_reused);
   const int room = session.n_ctx() - session.n_past();
-  if (int(prompt_ids.size()) > room)
+  if (int(to_eval.size()) > room)
     fail("prompt of ", prompt_ids.size(), " tokens does not fit in the context (", session.n_ctx(),
          " tokens, ", session.n_past(), " used); use -c to enlarge it");
   const Tokenizer& tok = session.model().tokenizer();
@@ -33,7 +35,7 @@ GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids
   std::vector<int32_t> history = prompt_ids;
 
   auto t0 = std::chrono::steady_clock::now();
-  std::span<const float> logits = session.eval(prompt_ids);
+  std::span<const float> logits = session.eval(to_eval);
   r.prompt_ms = ms_since(t0);
 
   t0 = std::chrono::steady_clock::now();

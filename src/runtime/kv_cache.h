@@ -75,6 +75,9 @@ class KVCache {
   // Row of one head at one position, for tests and tools.
   const uint8_t* k_row(int layer, int head, int pos) const { return k_.data() + offset(layer, head, pos); }
   const uint8_t* v_row(int layer, int head, int pos) const { return v_.data() + offset(layer, head, pos); }
+  // Writable rows (state loading): the page must exist (ensure) and must not be registered.
+  uint8_t* k_row_mut(int layer, int head, int pos) { return k_.data() + offset(layer, head, pos); }
+  uint8_t* v_row_mut(int layer, int head, int pos) { return v_.data() + offset(layer, head, pos); }
 
  private:
   struct Page {
