@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kite/kite.h"
+#include "quant/quant.h"
 #include "runtime/kv_cache.h"
 #include "test_util.h"
 
@@ -120,6 +121,61 @@ TEST(KVCacheBudget, TooSmallForOneSequenceIsAClearError) {
     EXPECT_NE(std::string(e.what()).find("KV cache budget too small"), std::string::npos) << e.what();
   }
   EXPECT_NO_THROW(KVCache(2, 1000, 4, 64, DType::F32, 16));
+}
+
+}  // namespace
+}  // namespace kite
+
+namespace kite {
+namespace {
+
+// After a context shift, layer 0's keys and values depend only on each token and its (new)
+// position, so they must equal a fresh session's for the shifted token sequence: this checks the
+// move and the RoPE re-rotation. Then generation goes on past the context with --context-shift.
+TEST_F(PagedKV, ContextShiftReRotatesKeys) {
+  const int nv = model->n_vocab();
+  const auto a = toks(150, nv, 3);
+  for (KVType kt : {KVType::F32, KVType::F16}) {
+    Session s(model, {.n_ctx = 160, .n_threads = 2, .kv_type = kt});
+    s.eval(a);
+    s.shift_context(1, 70);  // keep BOS, drop 70, move 79 down
+    ASSERT_EQ(s.n_past(), 80);
+    std::vector<int32_t> shifted = {a[0]};
+    shifted.insert(shifted.end(), a.begin() + 71, a.end());
+    EXPECT_EQ(s.cached_tokens(), shifted);
+    Session f(model, {.n_ctx = 160, .n_threads = 2, .kv_type = kt});
+    f.eval(shifted);
+    const KVCache &x = s.kv_cache(), &y = f.kv_cache();
+    float worst = 0;
+    std::vector<float> u(64), w(64);
+    for (int g = 0; g < x.n_head_kv(); g++)
+      for (int p = 0; p < 80; p++)
+        for (int which = 0; which < 2; which++) {
+          to_float(to_dtype(kt), which ? x.v_row(0, g, p) : x.k_row(0, g, p), u.data(), 64);
+          to_float(to_dtype(kt), which ? y.v_row(0, g, p) : y.k_row(0, g, p), w.data(), 64);
+          for (int i = 0; i < 64; i++) worst = std::max(worst, std::abs(u[i] - w[i]) / (1.0f + std::abs(w[i])));
+        }
+    EXPECT_LE(worst, kt == KVType::F32 ? 1e-4f : 2e-3f) << kv_type_name(kt);
+    s.eval(std::vector<int32_t>{5, 6, 7});  // and it keeps working
+    EXPECT_EQ(s.n_past(), 83);
+  }
+}
+
+TEST_F(PagedKV, GenerateWithContextShiftGoesPastTheContext) {
+  Session s(model, {.n_ctx = 64, .n_threads = 1});
+  GenerateOptions g;
+  g.n_predict = 150;
+  g.sampling.temperature = 0;
+  g.stop_at_eos = false;
+  g.context_shift = true;
+  g.keep = 1;
+  auto r = generate(s, model->tokenize("Once upon a time", true), g);
+  EXPECT_EQ(r.ids.size(), 150u);
+  EXPECT_EQ(r.stop_reason, "length");
+  EXPECT_GE(r.context_shifts, 3);
+  g.context_shift = false;
+  Session t(model, {.n_ctx = 64, .n_threads = 1});
+  EXPECT_EQ(generate(t, model->tokenize("Once upon a time", true), g).stop_reason, "context");
 }
 
 }  // namespace

@@ -96,6 +96,11 @@ class Session {
   // the file is for another model or KV type, does not fit the context, or is corrupted.
   // Returns the number of tokens now cached.
   int load_state(const std::string& path);
+  // Context shift: forgets the n_discard tokens after the first `keep` and moves the later ones
+  // down by n_discard positions, re-rotating their cached keys (RoPE by -n_discard: rotations
+  // compose), so generation can continue past a full context without recomputing anything.
+  void shift_context(int keep, int n_discard);
+  const KVCache& kv_cache() const { return *cache_; }
   // The token ids at the cached positions [n_past].
   const std::vector<int32_t>& cached_tokens() const { return tokens_; }
   const Model& model() const { return *model_; }
@@ -143,6 +148,11 @@ struct GenerateOptions {
   // prompt_ids is the whole sequence: keep what the session already caches of it
   // (Session::reuse_prefix) and evaluate only the rest. false: evaluate it after n_past.
   bool reuse_cached_prefix = false;
+  // When the context fills up during generation: context_shift drops the oldest half of the
+  // tokens after the first `keep` (e.g. BOS and a system prompt) and continues
+  // (Session::shift_context); otherwise generation stops with stop_reason "context".
+  bool context_shift = false;
+  int keep = 0;
 };
 
 struct GenerateResult {
@@ -150,6 +160,7 @@ struct GenerateResult {
   std::string text;
   std::string stop_reason;             // "eos", "length", "stop", "context", "callback"
   int prompt_reused = 0;               // prompt tokens whose K/V were already cached
+  int context_shifts = 0;
   double prompt_ms = 0, gen_ms = 0;
 };
 

@@ -1,5 +1,6 @@
 // The generation loop: the whole prompt in one batched pass, then one token per step against
 // the KV cache, streaming valid UTF-8 and stopping on EOS, length, stop strings or a full context.
+#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
@@ -67,7 +68,13 @@ GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids
       if (on_token && !on_token(id, piece)) { r.stop_reason = "callback"; break; }
     }
     if (stopped) { r.stop_reason = "stop"; break; }
-    if (session.n_past() >= session.n_ctx()) { r.stop_reason = "context"; break; }
+    if (session.n_past() >= session.n_ctx()) {
+      if (!opts.context_shift) { r.stop_reason = "context"; break; }
+      // Drop half of what follows the first `keep` tokens; the rest moves down (keys re-rotated).
+      const int keep = std::clamp(opts.keep, 0, session.n_past() - 2);
+      session.shift_context(keep, (session.n_past() - keep) / 2);
+      r.context_shifts++;
+    }
     logits = session.eval(std::span<const int32_t>(&id, 1));
   }
   if (r.stop_reason != "stop") {

@@ -91,6 +91,10 @@ void KVCache::truncate(int n_pos) {
   }
 }
 
+void KVCache::unregister_from(int pos) {
+  for (int i = pos / kPageTokens; i < int(table_.size()); i++) unregister(table_[i]);
+}
+
 uint64_t KVCache::chain_hash(uint64_t prev, std::span<const int32_t> tokens) {
   // FNV-1a over the previous hash and the tokens, then a final avalanche (splitmix64).
   uint64_t h = 1469598103934665603ull ^ prev;

@@ -61,6 +61,7 @@ class KVCache {
   // Sequence bookkeeping (the session calls these).
   void ensure(int n_pos);       // pages for positions [0, n_pos)
   void truncate(int n_pos);     // drops pages wholly beyond n_pos (registered ones stay cached)
+  void unregister_from(int pos);  // pages holding pos and later are about to change in place
   // Registers the full pages of the sequence whose tokens are `tokens` (the cached positions).
   void register_full_pages(std::span<const int32_t> tokens);
   // Adopts cached pages for the longest run of full pages at the start of `tokens` (at most

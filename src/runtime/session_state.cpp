@@ -1,4 +1,5 @@
-// Session::save_state / load_state: a prompt's K/V on disk (kite generate --prompt-cache).
+// Session::save_state / load_state: a prompt's K/V on disk (kite generate --prompt-cache), and
+// Session::shift_context (kite generate --context-shift).
 //
 // File: "KITEKVC1", then u64 model fingerprint, u32 KV type (GGML type id), u32 n_layer,
 // n_head_kv, head_dim, n_tokens, i32 tokens[n_tokens], the K rows then the V rows in
@@ -7,6 +8,7 @@
 // embedding and output weights, so a cache made with another model (or another quantization of
 // it) is refused with a clear error rather than silently giving wrong text.
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -15,6 +17,8 @@
 #include "core/error.h"
 #include "kite/kite.h"
 #include "model/architecture.h"
+#include "model/blocks.h"
+#include "quant/quant.h"
 #include "runtime/kv_cache.h"
 
 namespace kite {
@@ -125,6 +129,37 @@ int Session::load_state(const std::string& path) {
   n_past_ = int(n);
   cache_->register_full_pages(tokens_);
   return n_past_;
+}
+
+}  // namespace kite
+
+namespace kite {
+
+void Session::shift_context(int keep, int n_discard) {
+  check(keep >= 0 && n_discard >= 0 && keep + n_discard <= n_past_, "shift_context: cannot drop ", n_discard,
+        " tokens after ", keep, " of ", n_past_);
+  if (n_discard == 0) return;
+  const LoadedModel& m = model_->impl();
+  KVCache& kv = *cache_;
+  const int hd = kv.head_dim(), n_move = n_past_ - keep - n_discard;
+  const DType t = kv.type();
+  const size_t rb = row_bytes(t, hd);
+  kv.unregister_from(keep);
+  std::vector<float> buf(size_t(std::max(n_move, 1)) * hd);  // [n_move][head_dim] keys of one head
+  for (int l = 0; l < kv.n_layer(); l++)
+    for (int g = 0; g < kv.n_head_kv(); g++) {
+      for (int i = 0; i < n_move; i++) to_float(t, kv.k_row(l, g, keep + n_discard + i), buf.data() + size_t(i) * hd, hd);
+      // Every row rotates by the same angle: n_move "heads" of one token at position -n_discard.
+      apply_rope(m.config, m.weights.rope_freq_factors, buf.data(), 1, n_move, -n_discard);
+      for (int i = 0; i < n_move; i++) {
+        from_float(t, buf.data() + size_t(i) * hd, kv.k_row_mut(l, g, keep + i), hd);
+        // Destination before source, row by row: an overlapping move is safe.
+        std::memcpy(kv.v_row_mut(l, g, keep + i), kv.v_row(l, g, keep + n_discard + i), rb);
+      }
+    }
+  tokens_.erase(tokens_.begin() + keep, tokens_.begin() + keep + n_discard);
+  n_past_ -= n_discard;
+  kv.truncate(n_past_);
 }
 
 }  // namespace kite

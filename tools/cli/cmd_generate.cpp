@@ -47,6 +47,8 @@ Runner add_generate(CLI::App& app) {
     std::string kv_type = "f32";
     double kv_mem = 0;
     std::string prompt_cache;
+    bool context_shift = false;
+    int keep = 0;
     std::optional<float> temp, top_p, min_p, repeat_penalty;
     std::optional<int> top_k;
     float freq_penalty = 0, presence_penalty = 0;
@@ -72,6 +74,10 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("--prompt-cache", o->prompt_cache,
                   "file with the prompt's K/V: loaded when present (its longest common prefix with the prompt "
                   "is reused), then rewritten with this prompt");
+  sub->add_flag("--context-shift", o->context_shift,
+                "when the context is full, drop the oldest half of the tokens after --keep and continue "
+                "(cached keys are re-rotated, nothing is recomputed)");
+  sub->add_option("--keep", o->keep, "with --context-shift: tokens at the start that are never dropped (e.g. 1 for BOS)");
   sub->add_option("--kv-mem", o->kv_mem, "KV cache memory in MiB (pages of 64 tokens; 0: the context)");
   sub->add_option("--temp", o->temp, "temperature (0: greedy)");
   sub->add_option("--top-k", o->top_k, "top-k (0: off)");
@@ -109,6 +115,9 @@ Runner add_generate(CLI::App& app) {
     g.n_predict = o->n_predict;
     g.stop = o->stop;
     g.stop_at_eos = !o->ignore_eos;
+    g.context_shift = o->context_shift;
+    g.keep = o->keep;
+    check(o->keep >= 0, "--keep must be >= 0");
     SamplingParams& s = g.sampling;
     s = model_sampling_defaults(model_path);
     if (o->temp) s.temperature = *o->temp;
