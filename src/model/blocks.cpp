@@ -79,36 +79,18 @@ void apply_rope(const ModelConfig& c, const std::vector<float>& freq_factors, fl
 }
 
 void attention(const ModelConfig& c, const KVCache& cache, int layer, const float* q, int n_tok,
-               int pos0, float* out) {
-  const int hd = c.head_dim, n_head = c.n_head, group = c.n_head / c.n_head_kv;
-  const float scale = 1.0f / std::sqrt(float(hd));
-  const int n_pos = pos0 + n_tok;
-#pragma omp parallel
-  {
-    std::vector<float> scores(n_pos);  // [n_pos] one query's scores over the cached positions
-#pragma omp for collapse(2) schedule(static)
-    for (int t = 0; t < n_tok; t++) {
-      for (int h = 0; h < n_head; h++) {
-        const float* qh = q + (size_t(t) * n_head + h) * hd;
-        const int kvh = h / group;
-        const int n_keys = pos0 + t + 1;  // causal: keys 0..pos0+t
-        for (int j = 0; j < n_keys; j++) {
-          const float* kj = cache.k(layer, j) + kvh * hd;
-          float s = 0;
-          for (int i = 0; i < hd; i++) s += qh[i] * kj[i];
-          scores[j] = s * scale;
-        }
-        kernels::softmax(scores.data(), n_keys);
-        float* o = out + (size_t(t) * n_head + h) * hd;
-        for (int i = 0; i < hd; i++) o[i] = 0;
-        for (int j = 0; j < n_keys; j++) {
-          const float* vj = cache.v(layer, j) + kvh * hd;
-          const float p = scores[j];
-          for (int i = 0; i < hd; i++) o[i] += p * vj[i];
-        }
-      }
-    }
-  }
+               int pos0, float* out, kernels::AttnImpl impl) {
+  kernels::AttnShape sh;
+  sh.n_tok = n_tok;
+  sh.n_head = c.n_head;
+  sh.n_head_kv = c.n_head_kv;
+  sh.head_dim = c.head_dim;
+  sh.pos0 = pos0;
+  sh.scale = 1.0f / std::sqrt(float(c.head_dim));
+  if (impl == kernels::AttnImpl::Naive)
+    kernels::naive_attention(sh, q, cache.layer(layer), out);
+  else
+    kernels::flash_attention(sh, q, cache.layer(layer), out);
 }
 
 void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWeights& l, KVCache& cache,
@@ -130,13 +112,10 @@ void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWei
     apply_rope(c, w.rope_freq_factors, s.q.data(), n_tok, c.n_head, pos0);
     apply_rope(c, w.rope_freq_factors, s.k.data(), n_tok, c.n_head_kv, pos0);
   }
-  for (int t = 0; t < n_tok; t++) {
-    std::copy_n(s.k.data() + size_t(t) * kv_dim, kv_dim, cache.k(layer, pos0 + t));
-    std::copy_n(s.v.data() + size_t(t) * kv_dim, kv_dim, cache.v(layer, pos0 + t));
-  }
+  cache.store(layer, pos0, n_tok, s.k.data(), s.v.data());
   {
     KITE_PROFILE("attention", "attention");
-    attention(c, cache, layer, s.q.data(), n_tok, pos0, s.att.data());
+    attention(c, cache, layer, s.q.data(), n_tok, pos0, s.att.data(), kernels::attention_impl());
   }
   linear(*l.wo, s.att.data(), s.proj.data(), n_tok);
   for (size_t i = 0; i < size_t(n_tok) * d; i++) s.x[i] += s.proj[i];

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
@@ -37,9 +38,10 @@ void apply_rope(const ModelConfig& c, const std::vector<float>& freq_factors, fl
                 int n_heads, int pos0);
 
 // out[t] = softmax(q[t]·K[0..pos0+t] / sqrt(d)) · V, per head, with grouped-query heads sharing
-// one KV head. K/V of the n_tok new tokens must already be in the cache.
+// one KV head. K/V of the n_tok new tokens must already be in the cache. impl: the flash kernel
+// (default in attention_block) or the naive reference (KITE_ATTN=naive); see kernels/attention.h.
 void attention(const ModelConfig& c, const KVCache& cache, int layer, const float* q, int n_tok,
-               int pos0, float* out);
+               int pos0, float* out, kernels::AttnImpl impl);
 
 // Self-attention sub-block: x += wo · attention(rope(wq·norm(x)), ...); writes K/V to the cache.
 void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWeights& l, KVCache& cache,

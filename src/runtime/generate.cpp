@@ -1,5 +1,6 @@
 // The generation loop: the whole prompt in one batched pass, then one token per step against
 // the KV cache, streaming valid UTF-8 and stopping on EOS, length, stop strings or a full context.
+#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
@@ -20,8 +21,10 @@ GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids
   GenerateResult r;
   r.prompt_ids = prompt_ids;
   check(!prompt_ids.empty(), "generate: the prompt is empty (and the model adds no BOS)");
+  if (opts.reuse_cached_prefix) r.prompt_reused = session.reuse_prefix(prompt_ids);
+  const std::span<const int32_t> to_eval(prompt_ids.data() + r.prompt_reused, prompt_ids.size() - r.prompt_reused);
   const int room = session.n_ctx() - session.n_past();
-  if (int(prompt_ids.size()) > room)
+  if (int(to_eval.size()) > room)
     fail("prompt of ", prompt_ids.size(), " tokens does not fit in the context (", session.n_ctx(),
          " tokens, ", session.n_past(), " used); use -c to enlarge it");
   const Tokenizer& tok = session.model().tokenizer();
@@ -33,7 +36,7 @@ GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids
   std::vector<int32_t> history = prompt_ids;
 
   auto t0 = std::chrono::steady_clock::now();
-  std::span<const float> logits = session.eval(prompt_ids);
+  std::span<const float> logits = session.eval(to_eval);
   r.prompt_ms = ms_since(t0);
 
   t0 = std::chrono::steady_clock::now();
@@ -65,7 +68,13 @@ GenerateResult generate(Session& session, const std::vector<int32_t>& prompt_ids
       if (on_token && !on_token(id, piece)) { r.stop_reason = "callback"; break; }
     }
     if (stopped) { r.stop_reason = "stop"; break; }
-    if (session.n_past() >= session.n_ctx()) { r.stop_reason = "context"; break; }
+    if (session.n_past() >= session.n_ctx()) {
+      if (!opts.context_shift) { r.stop_reason = "context"; break; }
+      // Drop half of what follows the first `keep` tokens; the rest moves down (keys re-rotated).
+      const int keep = std::clamp(opts.keep, 0, session.n_past() - 2);
+      session.shift_context(keep, (session.n_past() - keep) / 2);
+      r.context_shifts++;
+    }
     logits = session.eval(std::span<const int32_t>(&id, 1));
   }
   if (r.stop_reason != "stop") {

@@ -50,6 +50,91 @@ double weight_bytes_per_token(const LoadedModel& m) {
   return b;
 }
 
+std::vector<int32_t> synthetic_tokens(int n, int n_vocab, int salt) {
+  std::vector<int32_t> t(n);
+  for (int i = 0; i < n; i++) t[i] = int32_t((size_t(i) * 7919 + 13 + size_t(salt) * 104729) % n_vocab);
+  return t;
+}
+
+void warn_beyond_training(const LoadedModel& m, int n_ctx) {
+  if (m.config.n_ctx_train > 0 && n_ctx > m.config.n_ctx_train)
+    std::fprintf(stderr, "kite: warning: context %d is beyond the model's training length %d (speed is "
+                 "still meaningful; outputs there may degrade)\n", n_ctx, m.config.n_ctx_train);
+}
+
+// Decode speed after `depth` cached tokens: the prompt is evaluated once, then each repetition
+// truncates back to it and decodes n_gen tokens.
+nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std::vector<int>& depths, int n_gen,
+                            int reps, int threads, KVType kv_type, bool json) {
+  nlohmann::json arr = nlohmann::json::array();
+  const int n_vocab = model->n_vocab();
+  n_gen = std::max(1, n_gen);
+  for (int depth : depths) {
+    check(depth >= 1, "bench: --depth values must be positive");
+    SessionOptions so;
+    so.n_ctx = depth + n_gen + 1;
+    so.n_threads = threads;
+    so.kv_type = kv_type;
+    warn_beyond_training(model->impl(), so.n_ctx);
+    Session s(model, so);
+    s.eval(synthetic_tokens(depth, n_vocab, 1));
+    std::vector<double> tg;
+    for (int r = 0; r < std::max(1, reps); r++) {
+      s.truncate(depth);
+      int32_t tok = 1 % n_vocab;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < n_gen; i++) {
+        tok = int32_t((tok * 31 + 7) % n_vocab);
+        s.eval(std::span<const int32_t>(&tok, 1));
+      }
+      tg.push_back(n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    const double med = stats(tg).median;
+    arr.push_back({{"depth", depth}, {"tg_tok_s", med}});
+    if (!json) std::printf("depth %6d  tg%-4d %8.1f tok/s  (%d threads, KV %s)\n", depth, n_gen, med, threads,
+                           kv_type_name(kv_type));
+  }
+  return arr;
+}
+
+// Two requests sharing a prefix of n_prefix tokens and differing in their last 24 tokens (the
+// "last sentence"). Cold: the first request on an empty session. Warm: the second request on
+// the same session, which keeps the cached common prefix (Session::reuse_prefix) and evaluates
+// only the rest. TTFT = time until the logits of the first generated token.
+nlohmann::json bench_prefix(const std::shared_ptr<const Model>& model, int n_prefix, int threads, KVType kv_type,
+                            double kv_mem, bool json) {
+  constexpr int kTail = 24;
+  const int n_vocab = model->n_vocab();
+  std::vector<int32_t> a = synthetic_tokens(n_prefix, n_vocab, 1), b;
+  a[0] = 1;
+  b = a;
+  const auto ta = synthetic_tokens(kTail, n_vocab, 2), tb = synthetic_tokens(kTail, n_vocab, 3);
+  a.insert(a.end(), ta.begin(), ta.end());
+  b.insert(b.end(), tb.begin(), tb.end());
+  SessionOptions so;
+  so.n_ctx = n_prefix + kTail + 1;
+  so.n_threads = threads;
+  so.kv_type = kv_type;
+  so.kv_mem_mib = kv_mem;
+  warn_beyond_training(model->impl(), so.n_ctx);
+  Session s(model, so);
+  auto ms_since = [](auto t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  const int reused_a = s.reuse_prefix(a);
+  s.eval(std::span<const int32_t>(a.data() + reused_a, a.size() - reused_a));
+  const double cold = ms_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  const int reused_b = s.reuse_prefix(b);
+  s.eval(std::span<const int32_t>(b.data() + reused_b, b.size() - reused_b));
+  const double warm = ms_since(t0);
+  if (!json)
+    std::printf("prefix %d tokens + %d: ttft cold %.1f ms, warm %.1f ms (%d tokens reused), %.1fx\n", n_prefix, kTail,
+                cold, warm, reused_b, cold / warm);
+  return {{"ttft_cold_ms", cold}, {"ttft_warm_ms", warm}, {"prefix_reused_tokens", reused_b}};
+}
+
 }  // namespace
 
 Runner add_bench(CLI::App& app) {
@@ -57,7 +142,9 @@ Runner add_bench(CLI::App& app) {
   struct Opts {
     ModelFlags mf;
     int n_prompt = 512, n_gen = 128, reps = 5;
-    std::string threads = "2";
+    std::string threads = "2", kv_type = "f32", depths;
+    int prefix_test = 0;
+    double kv_mem = 0;
     bool json = false, membw = false, profile = false;
     std::string trace;
   };
@@ -70,6 +157,14 @@ Runner add_bench(CLI::App& app) {
   sub->add_flag("--membw", o->membw, "measure the machine's read bandwidth");
   sub->add_flag("--profile", o->profile, "time per op (printed after the runs)");
   sub->add_option("--trace", o->trace, "write a Chrome trace (Perfetto) of the last repetition");
+  sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0");
+  sub->add_option("--kv-mem", o->kv_mem, "KV cache memory in MiB for --prefix-test (pages of 64 tokens; 0: the context)");
+  sub->add_option("--depth", o->depths,
+                  "decode speed after a cached context of each of these depths, comma separated "
+                  "(JSON \"depths\"; last -t thread count, -n tokens)");
+  sub->add_option("--prefix-test", o->prefix_test,
+                  "time to first token of two requests sharing a prefix of N tokens, cold and with the "
+                  "second reusing the cached prefix (JSON ttft_cold_ms, ttft_warm_ms)");
   sub->add_flag("--json", o->json, "print one JSON object");
   return [o]() {
     nlohmann::json out;
@@ -95,7 +190,9 @@ Runner add_bench(CLI::App& app) {
     if (!o->json)
       std::printf("model %s: %.1f MiB of weights read per decoded token\n", m.path.c_str(), bytes_tok / 1048576.0);
     if (o->profile || !o->trace.empty()) profile::enable(true, !o->trace.empty());
+    const KVType kv_type = kv_type_from_string(o->kv_type);
     out["model"] = m.path;
+    out["kv_type"] = kv_type_name(kv_type);
     out["weight_bytes_per_token"] = bytes_tok;
     out["runs"] = nlohmann::json::array();
     const int n_vocab = m.config.n_vocab;
@@ -103,7 +200,10 @@ Runner add_bench(CLI::App& app) {
       SessionOptions so;
       so.n_ctx = std::max(o->n_prompt, 1) + o->n_gen + 1;
       so.n_threads = nt;
+      so.kv_type = kv_type;
       Session s(model, so);
+      out["kv_bytes"] = s.kv_bytes();
+      if (!o->json) std::printf("KV cache: %s, %.2f MiB for %d positions\n", kv_type_name(kv_type), s.kv_bytes() / 1048576.0, so.n_ctx);
       std::vector<int32_t> prompt(std::max(o->n_prompt, 1));
       for (size_t i = 0; i < prompt.size(); i++) prompt[i] = int32_t((i * 7919 + 13) % n_vocab);
       std::vector<double> pp, tg;
@@ -153,6 +253,13 @@ Runner add_bench(CLI::App& app) {
           std::printf("\n");
         }
       }
+    }
+    const int threads_last = thread_counts.back();
+    if (!o->depths.empty()) out["depths"] = bench_depths(model, parse_list(o->depths), o->n_gen, o->reps, threads_last,
+                                                         kv_type, o->json);
+    if (o->prefix_test > 0) {
+      const nlohmann::json p = bench_prefix(model, o->prefix_test, threads_last, kv_type, o->kv_mem, o->json);
+      for (auto& [k, v] : p.items()) out[k] = v;
     }
     if (o->profile) std::fprintf(o->json ? stderr : stdout, "%s", profile::report().c_str());
     if (!o->trace.empty()) profile::write_trace(o->trace);

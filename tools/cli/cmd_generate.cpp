@@ -44,6 +44,11 @@ Runner add_generate(CLI::App& app) {
     ModelFlags mf;
     std::string prompt, prompt_file;
     int n_predict = 128, n_ctx = 0, n_threads = 0, n_batch = 512;
+    std::string kv_type = "f32";
+    double kv_mem = 0;
+    std::string prompt_cache;
+    bool context_shift = false;
+    int keep = 0;
     std::optional<float> temp, top_p, min_p, repeat_penalty;
     std::optional<int> top_k;
     float freq_penalty = 0, presence_penalty = 0;
@@ -65,6 +70,15 @@ Runner add_generate(CLI::App& app) {
   sub->add_option("-c,--ctx-size", o->n_ctx, "context size (0: the model's)");
   sub->add_option("-t,--threads", o->n_threads, "threads (0: all cores)");
   sub->add_option("-b,--batch-size", o->n_batch, "prompt tokens per forward pass");
+  sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0");
+  sub->add_option("--prompt-cache", o->prompt_cache,
+                  "file with the prompt's K/V: loaded when present (its longest common prefix with the prompt "
+                  "is reused), then rewritten with this prompt");
+  sub->add_flag("--context-shift", o->context_shift,
+                "when the context is full, drop the oldest half of the tokens after --keep and continue "
+                "(cached keys are re-rotated, nothing is recomputed)");
+  sub->add_option("--keep", o->keep, "with --context-shift: tokens at the start that are never dropped (e.g. 1 for BOS)");
+  sub->add_option("--kv-mem", o->kv_mem, "KV cache memory in MiB (pages of 64 tokens; 0: the context)");
   sub->add_option("--temp", o->temp, "temperature (0: greedy)");
   sub->add_option("--top-k", o->top_k, "top-k (0: off)");
   sub->add_option("--top-p", o->top_p, "top-p (1: off)");
@@ -101,6 +115,9 @@ Runner add_generate(CLI::App& app) {
     g.n_predict = o->n_predict;
     g.stop = o->stop;
     g.stop_at_eos = !o->ignore_eos;
+    g.context_shift = o->context_shift;
+    g.keep = o->keep;
+    check(o->keep >= 0, "--keep must be >= 0");
     SamplingParams& s = g.sampling;
     s = model_sampling_defaults(model_path);
     if (o->temp) s.temperature = *o->temp;
@@ -117,9 +134,27 @@ Runner add_generate(CLI::App& app) {
     so.n_ctx = o->n_ctx;
     so.n_threads = o->n_threads;
     so.n_batch = o->n_batch;
+    so.kv_type = kv_type_from_string(o->kv_type);
+    so.kv_mem_mib = o->kv_mem;
     Session session(model, so);
     std::vector<int32_t> prompt_ids = model->tokenize(prompt, model->add_bos() && !o->no_bos);
 
+    if (!o->prompt_cache.empty()) {
+      // Load the file when present, reuse its common prefix with this prompt, evaluate the rest
+      // of the prompt but its last token (generate evaluates that one), save for next time.
+      int loaded = 0;
+      if (FILE* f = std::fopen(o->prompt_cache.c_str(), "rb")) {
+        std::fclose(f);
+        loaded = session.load_state(o->prompt_cache);
+      }
+      const int reused = session.reuse_prefix(prompt_ids);
+      if (reused + 1 < int(prompt_ids.size()))
+        session.eval(std::span<const int32_t>(prompt_ids.data() + reused, prompt_ids.size() - 1 - reused));
+      session.save_state(o->prompt_cache);
+      std::fprintf(stderr, "prompt cache %s: %d tokens loaded, %d reused, %zu evaluated, saved %d\n",
+                   o->prompt_cache.c_str(), loaded, reused, prompt_ids.size() - reused, session.n_past());
+      g.reuse_cached_prefix = true;
+    }
     const bool speculative = !o->draft.empty() || o->lookup > 0;
     check(o->draft.empty() || o->lookup == 0, "--draft and --lookup are exclusive: pick one");
     check(!o->compare || speculative, "--compare needs --draft or --lookup");

@@ -13,7 +13,7 @@ Runner add_perplexity(CLI::App& app) {
   auto* sub = app.add_subcommand("perplexity", "perplexity of a text file");
   struct Opts {
     ModelFlags mf;
-    std::string file, method = "llama";
+    std::string file, method = "llama", kv_type = "f32";
     int n_ctx = 512, chunks = -1, n_threads = 0, n_batch = 512;
     bool json = false;
   };
@@ -26,6 +26,7 @@ Runner add_perplexity(CLI::App& app) {
       ->check(CLI::IsMember({"llama", "stream"}));
   sub->add_option("-t,--threads", o->n_threads, "threads (0: all cores)");
   sub->add_option("-b,--batch-size", o->n_batch, "tokens per forward pass");
+  sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0");
   sub->add_flag("--json", o->json, "print one JSON object");
 
   return [o]() {
@@ -39,10 +40,11 @@ Runner add_perplexity(CLI::App& app) {
     so.n_ctx = o->n_ctx;
     so.n_threads = o->n_threads;
     so.n_batch = o->n_batch;
+    so.kv_type = kv_type_from_string(o->kv_type);
     Session session(model, so);
     const auto method = o->method == "stream" ? PerplexityMethod::Stream : PerplexityMethod::Llama;
-    std::fprintf(stderr, "perplexity: %zu tokens, chunks of %d, method %s\n", tokens.size(), o->n_ctx,
-                 o->method.c_str());
+    std::fprintf(stderr, "perplexity: %zu tokens, chunks of %d, method %s, KV cache %s %.2f MiB\n", tokens.size(),
+                 o->n_ctx, o->method.c_str(), kv_type_name(so.kv_type), session.kv_bytes() / 1048576.0);
     auto progress = [](int done, int total, double ppl) {
       std::fprintf(stderr, "\r[%d/%d] ppl %.4f", done, total, ppl);
       std::fflush(stderr);
@@ -51,7 +53,8 @@ Runner add_perplexity(CLI::App& app) {
     std::fprintf(stderr, "\n");
     if (o->json) {
       nlohmann::json j = {{"ppl", r.ppl}, {"chunks", r.chunks}, {"tokens_scored", r.tokens_scored},
-                          {"method", o->method}, {"ctx", o->n_ctx}};
+                          {"method", o->method}, {"ctx", o->n_ctx},
+                          {"kv_type", kv_type_name(so.kv_type)}, {"kv_bytes", session.kv_bytes()}};
       std::puts(j.dump().c_str());
     } else {
       std::printf("ppl = %.4f over %d chunks (%lld tokens scored)\n", r.ppl, r.chunks,

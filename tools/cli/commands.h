@@ -30,6 +30,7 @@ Runner add_quant_report(CLI::App& app);
 std::string read_calibration_text(const std::string& path, size_t max_bytes);
 Imatrix calibrate(const std::shared_ptr<const Model>& model, const std::string& path, int n_ctx, int chunks,
                   int n_threads, bool hessian);
+Runner add_bench_attn(CLI::App& app);
 
 // Shared flags.
 struct ModelFlags {

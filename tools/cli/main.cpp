@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   runners["quantize"] = kite::cli::add_quantize(app);
   runners["convert"] = kite::cli::add_convert(app);
   runners["quant-report"] = kite::cli::add_quant_report(app);
+  runners["bench-attn"] = kite::cli::add_bench_attn(app);
   CLI11_PARSE(app, argc, argv);
   try {
     for (auto* sub : app.get_subcommands()) return runners.at(sub->get_name())();

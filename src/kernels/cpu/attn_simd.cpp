@@ -1,0 +1,340 @@
+// AVX2 and AVX-512 flash-attention micro-kernels (see attn_micro.h for the buffers).
+// Register blocking: scores_t computes 2 query rows x one key block (Bc = 64 keys) per pass, so
+// each transposed key row loaded feeds two rows; pv accumulates 2 rows x up to 4 vectors of the
+// head dimension over the whole block in registers, so each V row loaded feeds two rows and acc
+// is read and written once per block. Tiles with few rows (decode) use scores_d instead: plain
+// dot products against the untransposed keys, which avoids a transpose per block.
+#include <cmath>
+
+#include "core/dtype.h"
+#include "kernels/attention.h"
+#include "kernels/cpu/attn_micro.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+#if KITE_X86
+#include "kernels/cpu/simd_exp.h"
+#include "kernels/cpu/simd_x86.h"
+
+namespace {
+constexpr int Bc = kite::kernels::kAttnKeyBlock;
+static_assert(Bc == 64, "the micro-kernels hold one key block in 4 AVX-512 / 8 AVX2 vectors per row");
+}  // namespace
+
+// ================================================================================== AVX2 =========
+KITE_BEGIN_AVX2
+namespace kite::kernels::cpu::avx2 {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Half a key block (32 keys, 4 vectors) for rows r0 and r0 + 1 (R2 = 2) or r0 alone (R2 = 1).
+template <int R2>
+inline void scores_t_half(const float* Q, int hd, const float* Kt, int j0, float* S) {
+  __m256 a[R2][4];
+  for (int r = 0; r < R2; r++)
+    for (int v = 0; v < 4; v++) a[r][v] = _mm256_setzero_ps();
+  for (int d = 0; d < hd; d++) {
+    const float* kt = Kt + size_t(d) * Bc + j0;
+    const __m256 k0 = _mm256_loadu_ps(kt), k1 = _mm256_loadu_ps(kt + 8), k2 = _mm256_loadu_ps(kt + 16),
+                 k3 = _mm256_loadu_ps(kt + 24);
+    for (int r = 0; r < R2; r++) {
+      const __m256 q = _mm256_broadcast_ss(Q + size_t(r) * hd + d);
+      a[r][0] = _mm256_fmadd_ps(q, k0, a[r][0]);
+      a[r][1] = _mm256_fmadd_ps(q, k1, a[r][1]);
+      a[r][2] = _mm256_fmadd_ps(q, k2, a[r][2]);
+      a[r][3] = _mm256_fmadd_ps(q, k3, a[r][3]);
+    }
+  }
+  for (int r = 0; r < R2; r++)
+    for (int v = 0; v < 4; v++) _mm256_storeu_ps(S + size_t(r) * Bc + j0 + 8 * v, a[r][v]);
+}
+
+void scores_t(const float* Q, int R, int hd, const float* Kt, float* S) {
+  int r = 0;
+  for (; r + 2 <= R; r += 2)
+    for (int j0 = 0; j0 < Bc; j0 += 32) scores_t_half<2>(Q + size_t(r) * hd, hd, Kt, j0, S + size_t(r) * Bc);
+  for (; r < R; r++)
+    for (int j0 = 0; j0 < Bc; j0 += 32) scores_t_half<1>(Q + size_t(r) * hd, hd, Kt, j0, S + size_t(r) * Bc);
+}
+
+void scores_d(const float* Q, int R, int hd, const float* K, size_t k_stride, int nb, float* S) {
+  for (int j = 0; j < nb; j++) {
+    const float* k = K + j * k_stride;
+    for (int r = 0; r < R; r++) {
+      const float* q = Q + size_t(r) * hd;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      int d = 0;
+      for (; d + 16 <= hd; d += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d + 8), _mm256_loadu_ps(k + d + 8), a1);
+      }
+      if (d < hd) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), a0);
+      S[size_t(r) * Bc + j] = hsum(_mm256_add_ps(a0, a1));
+    }
+  }
+}
+
+float row_max(const float* x, int n) {
+  __m256 mv = _mm256_set1_ps(-INFINITY);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  float m = _mm_cvtss_f32(s);
+  for (; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+float exp_sum(float* x, int n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 sv = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+    _mm256_storeu_ps(x + i, e);
+    sv = _mm256_add_ps(sv, e);
+  }
+  float s = hsum(sv);
+  for (; i < n; i++) {
+    x[i] = std::exp(x[i] - m);
+    s += x[i];
+  }
+  return s;
+}
+
+// Rows r0 (and r0 + 1 when R2 = 2), head-dim columns [d0, d0 + 8 NV).
+template <int R2, int NV>
+inline void pv_cols(const float* P, int nb, const float* V, size_t v_stride, int hd, const float* corr,
+                    float* acc, int d0) {
+  __m256 a[R2][NV];
+  for (int r = 0; r < R2; r++) {
+    const __m256 c = _mm256_set1_ps(corr[r]);
+    for (int v = 0; v < NV; v++) a[r][v] = _mm256_mul_ps(c, _mm256_loadu_ps(acc + size_t(r) * hd + d0 + 8 * v));
+  }
+  for (int j = 0; j < nb; j++) {
+    const float* vr = V + j * v_stride + d0;
+    __m256 vv[NV];
+    for (int v = 0; v < NV; v++) vv[v] = _mm256_loadu_ps(vr + 8 * v);
+    for (int r = 0; r < R2; r++) {
+      const __m256 p = _mm256_broadcast_ss(P + size_t(r) * Bc + j);
+      for (int v = 0; v < NV; v++) a[r][v] = _mm256_fmadd_ps(p, vv[v], a[r][v]);
+    }
+  }
+  for (int r = 0; r < R2; r++)
+    for (int v = 0; v < NV; v++) _mm256_storeu_ps(acc + size_t(r) * hd + d0 + 8 * v, a[r][v]);
+}
+
+template <int R2>
+inline void pv_rows(const float* P, int nb, const float* V, size_t v_stride, int hd, const float* corr, float* acc) {
+  int d0 = 0;
+  for (; d0 + 32 <= hd; d0 += 32) pv_cols<R2, 4>(P, nb, V, v_stride, hd, corr, acc, d0);
+  for (; d0 < hd; d0 += 8) pv_cols<R2, 1>(P, nb, V, v_stride, hd, corr, acc, d0);
+}
+
+void pv(const float* P, int R, int nb, const float* V, size_t v_stride, int hd, const float* corr, float* acc) {
+  int r = 0;
+  for (; r + 2 <= R; r += 2)
+    pv_rows<2>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd);
+  for (; r < R; r++) pv_rows<1>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd);
+}
+
+void convert(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, float* dst) {
+  for (int j = 0; j < nb; j++) {
+    const uint8_t* s = src + j * src_stride;
+    float* o = dst + size_t(j) * hd;
+    if (t == DType::F32) {
+      for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(o + d, _mm256_loadu_ps(reinterpret_cast<const float*>(s) + d));
+    } else if (t == DType::F16) {
+      for (int d = 0; d < hd; d += 8)
+        _mm256_storeu_ps(o + d, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * d))));
+    } else if (t == DType::BF16) {
+      for (int d = 0; d < hd; d += 8) {
+        const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * d)));
+        _mm256_storeu_ps(o + d, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+      }
+    } else {  // Q8_0 (attn_kv_type_supported guarantees hd % 32 == 0)
+      const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(s);
+      for (int k = 0; k < hd / QK8_0; k++) {
+        const __m256 dv = _mm256_set1_ps(_cvtsh_ss(b[k].d));
+        for (int i = 0; i < QK8_0; i += 8) {
+          const __m256i qi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[k].qs + i)));
+          _mm256_storeu_ps(o + k * QK8_0 + i, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(qi)));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert};
+
+}  // namespace kite::kernels::cpu::avx2
+KITE_END_TARGET
+
+// ================================================================================ AVX-512 ========
+KITE_BEGIN_AVX512
+namespace kite::kernels::cpu::avx512 {
+namespace {
+
+inline __mmask16 tail_mask(int left) { return left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1); }
+
+// A key block (64 keys, 4 vectors) for rows r0 and r0 + 1 (R2 = 2) or r0 alone (R2 = 1).
+template <int R2>
+inline void scores_t_rows(const float* Q, int hd, const float* Kt, float* S) {
+  __m512 a[R2][4];
+  for (int r = 0; r < R2; r++)
+    for (int v = 0; v < 4; v++) a[r][v] = _mm512_setzero_ps();
+  for (int d = 0; d < hd; d++) {
+    const float* kt = Kt + size_t(d) * Bc;
+    const __m512 k0 = _mm512_loadu_ps(kt), k1 = _mm512_loadu_ps(kt + 16), k2 = _mm512_loadu_ps(kt + 32),
+                 k3 = _mm512_loadu_ps(kt + 48);
+    for (int r = 0; r < R2; r++) {
+      const __m512 q = _mm512_set1_ps(Q[size_t(r) * hd + d]);
+      a[r][0] = _mm512_fmadd_ps(q, k0, a[r][0]);
+      a[r][1] = _mm512_fmadd_ps(q, k1, a[r][1]);
+      a[r][2] = _mm512_fmadd_ps(q, k2, a[r][2]);
+      a[r][3] = _mm512_fmadd_ps(q, k3, a[r][3]);
+    }
+  }
+  for (int r = 0; r < R2; r++)
+    for (int v = 0; v < 4; v++) _mm512_storeu_ps(S + size_t(r) * Bc + 16 * v, a[r][v]);
+}
+
+void scores_t(const float* Q, int R, int hd, const float* Kt, float* S) {
+  int r = 0;
+  for (; r + 2 <= R; r += 2) scores_t_rows<2>(Q + size_t(r) * hd, hd, Kt, S + size_t(r) * Bc);
+  for (; r < R; r++) scores_t_rows<1>(Q + size_t(r) * hd, hd, Kt, S + size_t(r) * Bc);
+}
+
+// Sums of four vectors at once: lane i of the result is the sum of a_i's 16 lanes (4 keys'
+// dot products for about the cost of one and a half _mm512_reduce_add_ps).
+inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+  const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+  // Per 128-bit lane: [a0, a1, a2, a3] partial sums.
+  const __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t01, t23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(t01, t23, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m128 l01 = _mm_add_ps(_mm512_castps512_ps128(u), _mm512_extractf32x4_ps(u, 1));
+  const __m128 l23 = _mm_add_ps(_mm512_extractf32x4_ps(u, 2), _mm512_extractf32x4_ps(u, 3));
+  return _mm_add_ps(l01, l23);
+}
+
+void scores_d(const float* Q, int R, int hd, const float* K, size_t k_stride, int nb, float* S) {
+  int j = 0;
+  for (; j + 4 <= nb; j += 4) {
+    const float* k0 = K + j * k_stride;
+    for (int r = 0; r < R; r++) {
+      const float* q = Q + size_t(r) * hd;
+      __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (int d = 0; d < hd; d += 16) {
+        const __m512 qv = _mm512_loadu_ps(q + d);
+        for (int kk = 0; kk < 4; kk++) a[kk] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + kk * k_stride + d), a[kk]);
+      }
+      _mm_storeu_ps(S + size_t(r) * Bc + j, reduce4(a[0], a[1], a[2], a[3]));
+    }
+  }
+  for (; j < nb; j++) {
+    const float* k = K + j * k_stride;
+    for (int r = 0; r < R; r++) {
+      const float* q = Q + size_t(r) * hd;
+      __m512 a0 = _mm512_setzero_ps();
+      for (int d = 0; d < hd; d += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(k + d), a0);
+      S[size_t(r) * Bc + j] = _mm512_reduce_add_ps(a0);
+    }
+  }
+}
+
+float row_max(const float* x, int n) {
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  for (int i = 0; i < n; i += 16) mv = _mm512_max_ps(mv, _mm512_mask_loadu_ps(mv, tail_mask(n - i), x + i));
+  return _mm512_reduce_max_ps(mv);
+}
+
+float exp_sum(float* x, int n, float m) {
+  const __m512 mv = _mm512_set1_ps(m);
+  __m512 sv = _mm512_setzero_ps();
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 k = tail_mask(n - i);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv));
+    _mm512_mask_storeu_ps(x + i, k, e);
+    sv = _mm512_add_ps(sv, _mm512_maskz_mov_ps(k, e));
+  }
+  return _mm512_reduce_add_ps(sv);
+}
+
+template <int R2, int NV>
+inline void pv_cols(const float* P, int nb, const float* V, size_t v_stride, int hd, const float* corr,
+                    float* acc, int d0) {
+  __m512 a[R2][NV];
+  for (int r = 0; r < R2; r++) {
+    const __m512 c = _mm512_set1_ps(corr[r]);
+    for (int v = 0; v < NV; v++) a[r][v] = _mm512_mul_ps(c, _mm512_loadu_ps(acc + size_t(r) * hd + d0 + 16 * v));
+  }
+  for (int j = 0; j < nb; j++) {
+    const float* vr = V + j * v_stride + d0;
+    __m512 vv[NV];
+    for (int v = 0; v < NV; v++) vv[v] = _mm512_loadu_ps(vr + 16 * v);
+    for (int r = 0; r < R2; r++) {
+      const __m512 p = _mm512_set1_ps(P[size_t(r) * Bc + j]);
+      for (int v = 0; v < NV; v++) a[r][v] = _mm512_fmadd_ps(p, vv[v], a[r][v]);
+    }
+  }
+  for (int r = 0; r < R2; r++)
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + size_t(r) * hd + d0 + 16 * v, a[r][v]);
+}
+
+template <int R2>
+inline void pv_rows(const float* P, int nb, const float* V, size_t v_stride, int hd, const float* corr, float* acc) {
+  int d0 = 0;
+  for (; d0 + 64 <= hd; d0 += 64) pv_cols<R2, 4>(P, nb, V, v_stride, hd, corr, acc, d0);
+  for (; d0 < hd; d0 += 16) pv_cols<R2, 1>(P, nb, V, v_stride, hd, corr, acc, d0);
+}
+
+void pv(const float* P, int R, int nb, const float* V, size_t v_stride, int hd, const float* corr, float* acc) {
+  int r = 0;
+  for (; r + 2 <= R; r += 2)
+    pv_rows<2>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd);
+  for (; r < R; r++) pv_rows<1>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd);
+}
+
+void convert(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, float* dst) {
+  for (int j = 0; j < nb; j++) {
+    const uint8_t* s = src + j * src_stride;
+    float* o = dst + size_t(j) * hd;
+    if (t == DType::F32) {
+      for (int d = 0; d < hd; d += 16) _mm512_storeu_ps(o + d, _mm512_loadu_ps(reinterpret_cast<const float*>(s) + d));
+    } else if (t == DType::F16) {
+      for (int d = 0; d < hd; d += 16)
+        _mm512_storeu_ps(o + d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * d))));
+    } else if (t == DType::BF16) {
+      for (int d = 0; d < hd; d += 16) {
+        const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * d)));
+        _mm512_storeu_ps(o + d, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+      }
+    } else {  // Q8_0 (attn_kv_type_supported guarantees hd % 32 == 0)
+      const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(s);
+      for (int k = 0; k < hd / QK8_0; k++) {
+        const __m512 dv = _mm512_set1_ps(_cvtsh_ss(b[k].d));
+        for (int i = 0; i < QK8_0; i += 16) {
+          const __m512i qi = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[k].qs + i)));
+          _mm512_storeu_ps(o + k * QK8_0 + i, _mm512_mul_ps(dv, _mm512_cvtepi32_ps(qi)));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert};
+
+}  // namespace kite::kernels::cpu::avx512
+KITE_END_TARGET
+#endif  // KITE_X86

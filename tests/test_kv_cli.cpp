@@ -1,0 +1,120 @@
+// CLI of the KV cache and attention work: bench-attn, --kv-type, bench --depth / --prefix-test,
+// and their bad-input errors.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+using json = nlohmann::json;
+
+namespace {
+
+struct CliRun {
+  int code = -1;
+  std::string out;  // stdout (+ stderr when asked)
+};
+
+CliRun run(const std::string& args, bool with_stderr = true) {
+  CliRun r;
+  const std::string cmd = "timeout 300 " + kite::test::cli_path() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+
+TEST(KvCli, BenchAttnJson) {
+  CliRun r = run("bench-attn --ctx 64,200 -r 1 --json", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["results"].size(), 2u);
+  for (const auto& e : j["results"]) {
+    for (const char* k : {"ctx", "naive_ms", "flash_ms", "naive_peak_mb", "flash_peak_mb"})
+      EXPECT_TRUE(e.contains(k)) << k;
+    EXPECT_EQ(e.size(), 5u);
+    EXPECT_GT(e["flash_ms"].get<double>(), 0);
+  }
+  EXPECT_EQ(j["results"][1]["ctx"], 200);
+}
+
+TEST(KvCli, BenchAttnBadInput) {
+  CliRun r = run("bench-attn --ctx 64 --heads 6 --kv-heads 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("multiple of --kv-heads"), std::string::npos) << r.out;
+  r = run("bench-attn --ctx 64 --kv-type q4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("unknown KV cache type"), std::string::npos) << r.out;
+}
+
+}  // namespace
+
+namespace {
+
+// Quoted shared path (appended piecewise: GCC 12 warns falsely on "'" + std::string, bug 105329).
+std::string shared_q(const std::string& rel) {
+  std::string s(1, '\'');
+  s += kite::test::shared_path(rel);
+  s += '\'';
+  return s;
+}
+
+// --prompt-cache: a second run with a longer prompt reuses the saved prefix and prints the same
+// text as a run without the cache; a file for another model, another KV type, or a corrupted
+// one is a clear error.
+TEST(KvCli, PromptCacheRoundTripAndErrors) {
+  KITE_REQUIRE_SHARED("models/zoo-teacher-34m");
+  KITE_REQUIRE_SHARED("models/zoo-draft-7m");
+  const std::string file = "/tmp/kite_prompt_cache_" + std::to_string(::getpid()) + ".bin";
+  std::remove(file.c_str());
+  const std::string m = "-m " + shared_q("models/zoo-teacher-34m");
+  const std::string p = "The little robot looked at the sky and wondered why the stars were so far";
+  const std::string gen = "generate " + m + " -n 12 --temp 0 --json -c 256 ";
+  CliRun a = run(gen + "-p '" + p + "' --prompt-cache " + file, false);
+  ASSERT_EQ(a.code, 0) << a.out;
+  CliRun b = run(gen + "-p '" + p + " away' --prompt-cache " + file);
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("reused"), std::string::npos) << b.out;
+  CliRun plain = run(gen + "-p '" + p + " away'", false);
+  ASSERT_EQ(plain.code, 0);
+  const auto jb = json::parse(b.out.substr(b.out.find('{')));
+  EXPECT_EQ(jb["ids"], json::parse(plain.out)["ids"]);
+
+  CliRun other = run("generate -m " + shared_q("models/zoo-draft-7m") + " -n 2 -p 'x' --prompt-cache " + file);
+  EXPECT_EQ(other.code, 1);
+  EXPECT_NE(other.out.find("different model"), std::string::npos) << other.out;
+  CliRun type = run(gen + "-p 'x' --kv-type q8_0 --prompt-cache " + file);
+  EXPECT_EQ(type.code, 1);
+  EXPECT_NE(type.out.find("--kv-type"), std::string::npos) << type.out;
+  {  // flip one byte in the middle
+    FILE* f = std::fopen(file.c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    std::fseek(f, 200, SEEK_SET);
+    const int c = std::fgetc(f);
+    std::fseek(f, 200, SEEK_SET);
+    std::fputc(c ^ 0x5a, f);
+    std::fclose(f);
+  }
+  CliRun bad = run(gen + "-p 'x' --prompt-cache " + file);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("corrupted"), std::string::npos) << bad.out;
+  std::remove(file.c_str());
+}
+
+TEST(KvCli, KvBudgetTooSmallIsAClearError) {
+  KITE_REQUIRE_SHARED("models/zoo-teacher-34m");
+  CliRun r = run("generate -m " + shared_q("models/zoo-teacher-34m") + " -p hi -n 2 -c 512 --kv-mem 4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("KV cache budget too small"), std::string::npos) << r.out;
+}
+
+}  // namespace
