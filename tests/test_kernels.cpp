@@ -94,9 +94,9 @@ bool uses_int8_acts(DType t, kk::KernelLevel level, int n_tok) {
   if (level == kk::KernelLevel::Avx512) return true;
   const kk::KernelLevel saved = kk::kernel_level();
   kk::set_kernel_level(level);
-  const kk::cpu::GemmEngine* e = kk::cpu::active_kernels()->find(t)->gemm;
+  const bool gemm = kk::cpu::uses_gemm(*kk::cpu::active_kernels()->find(t), n_tok);
   kk::set_kernel_level(saved);
-  return !e || n_tok < e->min_tok;
+  return !gemm;
 }
 
 // Checks y against ref with the tolerance described at the top of the file.
@@ -143,7 +143,7 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
   LevelGuard guard;
   const DType types[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0};
   const int n_outs[] = {1, 3, 17, 33, 100};
-  const int n_toks[] = {1, 2, 3, 5, 8, 17, 64};
+  const int n_toks[] = {1, 2, 3, 5, 8, 17, 64, 66, 131};  // > 65: the GEMM engines
   for (DType type : types) {
     // Quantized: odd numbers of blocks, one above the int8 GEMM's k block (1024). Float: odd sizes,
     // below, at and above the fp32 GEMM's k block (256) and the vector widths.
@@ -213,7 +213,7 @@ TEST(Kernels, MatmulKQuantsMatchReference) {
 TEST(Kernels, MatmulMultiThreadedShapes) {
   LevelGuard guard;
   for (DType type : {DType::F16, DType::Q8_0, DType::Q4_0})
-    for (int n_tok : {1, 4, 5, 30}) {
+    for (int n_tok : {1, 4, 5, 30, 100}) {
       const int n_in = 512, n_out = 1000 + 7;
       const Weights w = make_weights(type, n_in, n_out, 77);
       const std::vector<float> x = random_matrix(n_tok, n_in, 78);

@@ -24,6 +24,11 @@ namespace {
 constexpr int Bc = kAttnKeyBlock;
 constexpr int kTileRows = 64;        // query rows per tile (tokens x heads of one GQA group)
 constexpr int kTransposeRows = 8;    // tiles with at least this many rows use the transposed-K path
+// ...but only in calls of more than this many query tokens. The two score paths sum each dot
+// product in a different order; a query must get the same bits whether it is decoded alone or
+// verified in a batch of up to 64 drafted tokens (speculative decoding's greedy outputs are
+// then exactly the plain ones), so batches that small use the per-row path of decode.
+constexpr int kExactBatchTok = cpu::kExactBatchTokens;
 constexpr int kMinKeysPerSplit = 256;
 // Floats between the per-thread buffers: K, Kt and V blocks are 16 KiB each for head_dim 64, so
 // back to back their elements would share address bits 0-11 and loads from one would falsely
@@ -142,7 +147,7 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
       mk.convert(kv.type, kb, kv.row_stride, nb, hd, Kf);
       mk.convert(kv.type, vb, kv.row_stride, nb, hd, Vf);
     }
-    if (R >= kTransposeRows) {
+    if (R >= kTransposeRows && s.n_tok > kExactBatchTok) {
       for (int j = 0; j < nb; j++)
         for (int d = 0; d < hd; d++) Kt[size_t(d) * Bc + j] = K[j * stride + d];
       mk.scores_t(Q, R, hd, Kt, S);

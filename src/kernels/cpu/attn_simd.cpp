@@ -4,6 +4,7 @@
 // head dimension over the whole block in registers, so each V row loaded feeds two rows and acc
 // is read and written once per block. Tiles with few rows (decode) use scores_d instead: plain
 // dot products against the untransposed keys, which avoids a transpose per block.
+#include <algorithm>
 #include <cmath>
 
 #include "core/dtype.h"
@@ -227,26 +228,22 @@ inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
 }
 
 void scores_d(const float* Q, int R, int hd, const float* K, size_t k_stride, int nb, float* S) {
-  int j = 0;
-  for (; j + 4 <= nb; j += 4) {
-    const float* k0 = K + j * k_stride;
+  // Keys in groups of 4 from the block's start, the last group padded with copies of the last
+  // key: every score is then summed the same way (its place in a group of 4) whatever nb is, so a
+  // query gets the same bits in a one-token decode and in a batch that masks later keys.
+  for (int j = 0; j < nb; j += 4) {
+    const float* k[4];
+    for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
     for (int r = 0; r < R; r++) {
       const float* q = Q + size_t(r) * hd;
       __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
       for (int d = 0; d < hd; d += 16) {
         const __m512 qv = _mm512_loadu_ps(q + d);
-        for (int kk = 0; kk < 4; kk++) a[kk] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + kk * k_stride + d), a[kk]);
+        for (int kk = 0; kk < 4; kk++) a[kk] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[kk] + d), a[kk]);
       }
-      _mm_storeu_ps(S + size_t(r) * Bc + j, reduce4(a[0], a[1], a[2], a[3]));
-    }
-  }
-  for (; j < nb; j++) {
-    const float* k = K + j * k_stride;
-    for (int r = 0; r < R; r++) {
-      const float* q = Q + size_t(r) * hd;
-      __m512 a0 = _mm512_setzero_ps();
-      for (int d = 0; d < hd; d += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(k + d), a0);
-      S[size_t(r) * Bc + j] = _mm512_reduce_add_ps(a0);
+      alignas(16) float out[4];
+      _mm_store_ps(out, reduce4(a[0], a[1], a[2], a[3]));
+      for (int kk = 0; kk < 4 && j + kk < nb; kk++) S[size_t(r) * Bc + j + kk] = out[kk];
     }
   }
 }

@@ -137,6 +137,13 @@ using PackAFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k0
 // How the activations are prepared for the matvec path.
 enum class ActKind { F32, Q8, Q8K };
 
+// Batches of up to this many tokens take the matvec path whatever the engine's min_tok: the GEMM
+// engines round and sum in another order than matvec, and a token must get the same bits whether
+// it is decoded alone or verified in a batch of drafted tokens (speculative decoding, up to 64
+// drafts + 1), so that greedy speculative outputs are exactly the plain ones. The attention
+// kernel keeps the same rule (kernels/attention.cpp).
+constexpr int kExactBatchTokens = 65;
+
 // One row of the kernel table: everything needed to multiply by weights of one type.
 struct TypeKernels {
   DType type;
@@ -146,6 +153,10 @@ struct TypeKernels {
   PackAFn pack_a;           // rows of this type -> gemm's A panel
   int zero_point;           // int8 engine: weights are packed as unsigned q + zero_point
 };
+
+inline bool uses_gemm(const TypeKernels& tk, int n_tok) {
+  return tk.gemm && n_tok >= tk.gemm->min_tok && n_tok > kExactBatchTokens;
+}
 
 // Everything one ISA level provides.
 struct LevelKernels {

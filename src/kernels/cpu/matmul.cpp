@@ -140,7 +140,7 @@ void run_gemm(const TypeKernels& tk, const MatmulShape& s) {
 
 void matmul_with(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
   if (s.n_tok <= 0 || s.n_out <= 0) return;
-  if (tk.gemm && s.n_tok >= tk.gemm->min_tok)
+  if (uses_gemm(tk, s.n_tok))
     run_gemm(tk, s);
   else
     run_matvec(lk, tk, s);
