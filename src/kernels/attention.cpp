@@ -24,11 +24,7 @@ namespace {
 constexpr int Bc = kAttnKeyBlock;
 constexpr int kTileRows = 64;        // query rows per tile (tokens x heads of one GQA group)
 constexpr int kTransposeRows = 8;    // tiles with at least this many rows use the transposed-K path
-// ...but only in calls of more than this many query tokens. The two score paths sum each dot
-// product in a different order; a query must get the same bits whether it is decoded alone or
-// verified in a batch of up to 64 drafted tokens (speculative decoding's greedy outputs are
-// then exactly the plain ones), so batches that small use the per-row path of decode.
-constexpr int kExactBatchTok = cpu::kExactBatchTokens;
+                                     // (not under ExactBatchScope: it sums scores in another order)
 constexpr int kMinKeysPerSplit = 256;
 // Floats between the per-thread buffers: K, Kt and V blocks are 16 KiB each for head_dim 64, so
 // back to back their elements would share address bits 0-11 and loads from one would falsely
@@ -46,6 +42,7 @@ struct Plan {
   int n_split;    // key splits per tile (> 1: flash-decoding with a merge pass)
   int n_items;    // n_head_kv * n_tiles * n_split
   int n_threads;  // threads that run the items
+  bool transpose_ok;  // false: every tile uses decode's per-row score path (exact small batches)
   // Floats of per-thread scratch: Q tile, S, acc, m, l, corr, K (converted), Kt, V (converted).
   size_t per_thread_floats() const {
     return size_t(rows) * hd * 2 + size_t(rows) * Bc + size_t(rows) * 3 + size_t(Bc) * hd * 3 + 9 * kPad;  // 9 pads, below
@@ -72,6 +69,7 @@ Plan make_plan(const AttnShape& s, int n_threads) {
   }
   p.n_items = base * p.n_split;
   p.n_threads = std::min(n_threads, p.n_items);
+  p.transpose_ok = !exact_batch(s.n_tok);  // read here, on the calling thread (thread-local)
   return p;
 }
 
@@ -147,7 +145,7 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
       mk.convert(kv.type, kb, kv.row_stride, nb, hd, Kf);
       mk.convert(kv.type, vb, kv.row_stride, nb, hd, Vf);
     }
-    if (R >= kTransposeRows && s.n_tok > kExactBatchTok) {
+    if (R >= kTransposeRows && p.transpose_ok) {
       for (int j = 0; j < nb; j++)
         for (int d = 0; d < hd; d++) Kt[size_t(d) * Bc + j] = K[j * stride + d];
       mk.scores_t(Q, R, hd, Kt, S);

@@ -121,6 +121,13 @@ KernelLevel current() {
 
 }  // namespace
 
+namespace {
+thread_local bool t_exact_batches = false;
+}  // namespace
+ExactBatchScope::ExactBatchScope() : prev_(t_exact_batches) { t_exact_batches = true; }
+ExactBatchScope::~ExactBatchScope() { t_exact_batches = prev_; }
+bool exact_batch(int n_tok) { return t_exact_batches && n_tok <= kExactBatchTokens; }
+
 KernelLevel best_kernel_level() { return best(); }
 KernelLevel kernel_level() { return current(); }
 KernelLevel set_kernel_level(KernelLevel level) {

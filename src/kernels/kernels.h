@@ -43,6 +43,27 @@ void axpy(float* y, float a, const float* x, int n);
 // out[i] = a[i] + b[i]                                        (out may alias a or b)
 void add(float* out, const float* a, const float* b, int n);
 
+// ---- exact small batches ----------------------------------------------------------------------
+// Batched products and attention may round and sum in another order than one-token decode
+// (GEMM engines, transposed score tiles). While an ExactBatchScope is alive on the calling
+// thread, calls over at most kExactBatchTokens tokens use decode's arithmetic instead, so each
+// token gets the same bits as when decoded alone. Speculative decoding verifies drafted tokens
+// this way (its greedy output is then exactly the plain one); prompts and draft models, which
+// need no such guarantee, keep the faster batched paths.
+constexpr int kExactBatchTokens = 65;  // up to 64 drafted tokens + the pending one
+class ExactBatchScope {
+ public:
+  ExactBatchScope();
+  ~ExactBatchScope();
+  ExactBatchScope(const ExactBatchScope&) = delete;
+  ExactBatchScope& operator=(const ExactBatchScope&) = delete;
+
+ private:
+  bool prev_;
+};
+// True when a call over n_tok tokens must use decode's arithmetic (see ExactBatchScope).
+bool exact_batch(int n_tok);
+
 // ---- implementation selection ------------------------------------------------------------------
 // Which family of SIMD kernels the entry points use. The default is the best the CPU supports;
 // the environment variable KITE_KERNELS=ref|avx2|avx512 (read once, at first use) or

@@ -11,6 +11,11 @@
 //   4. rollback: both caches are truncated to ctx + accepted proposals (the rejected tail's K/V
 //      is simply overwritten later); the new last token becomes pending.
 // A round without proposals is a plain decoding step.
+// The prompt is evaluated whole, in the same batches generate() uses, so the cache holds the same
+// bits as plain decoding's; the first round then verifies its proposals against the prompt's last
+// row (its batch has no pending token). Verification passes run under kernels::ExactBatchScope:
+// each token gets the bits a one-token decode step would give it, so greedy outputs are exactly
+// the plain ones.
 //
 // The draft's cache may start later than the target's: after a long pause in speculation (or
 // when its context is full) the draft restarts on a recent window of ctx instead of catching up
@@ -25,6 +30,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "runtime/lookup.h"
 #include "runtime/spec_distribution.h"
@@ -126,6 +132,8 @@ SpeculativeLoop::SpeculativeLoop(Session& target, const std::vector<int32_t>& pr
 
 std::span<const float> SpeculativeLoop::eval_target(std::span<const int32_t> batch) {
   const double t0 = thread_cpu_ms();
+  // Each verified token must get the bits a one-token decode step gives it.
+  kernels::ExactBatchScope exact;
   std::span<const float> logits = target_.eval(batch, /*all_logits=*/batch.size() > 1);
   policy_.cost().record_target(int(batch.size()), thread_cpu_ms() - t0);
   stats_.target_passes++;
@@ -235,13 +243,12 @@ GenerateResult SpeculativeLoop::run() {
   }
   const Tokenizer& tok = target_.model().tokenizer();
 
-  // The prompt but its last token, which opens the first round.
+  // The whole prompt in one pass, exactly as generate() evaluates it (the same batches, hence the
+  // same bits in the cache); the first token comes from its last row and opens the first round.
   auto t0 = Clock::now();
+  const std::span<const float> prompt_logits = target_.eval(prompt);
   const std::span<const int32_t> head(prompt.data(), prompt.size() - 1);
-  if (!head.empty()) {
-    target_.eval(head);
-    if (draft_) draft_->eval(head);
-  }
+  if (draft_ && !head.empty()) draft_->eval(head);
   r_.prompt_ms = ms_since(t0);
 
   t0 = Clock::now();
@@ -249,6 +256,21 @@ GenerateResult SpeculativeLoop::run() {
   OutputStream out(tok, opts_, on_token_, r_);
   r_.stop_reason = "length";
   bool done = false;
+  // Takes one produced token; false when generation must end.
+  auto take = [&](int32_t id) {
+    stats_.generated++;
+    ctx_.push_back(id);
+    if (!out.push(id)) return false;
+    if (base_ + int(ctx_.size()) - 1 >= target_.n_ctx()) {
+      r_.stop_reason = "context";
+      return false;
+    }
+    return !(opts_.n_predict >= 0 && int(r_.ids.size()) >= opts_.n_predict);
+  };
+  // First round: the prompt is all cached and its last row predicts the first token, so the
+  // round's batch is the proposals alone. Later rounds open with the pending token.
+  std::vector<float> first_rows(prompt_logits.begin(), prompt_logits.end());
+  bool first_round = true;
   while (!done) {
     const int remaining = opts_.n_predict < 0 ? INT_MAX : opts_.n_predict - int(r_.ids.size());
     if (remaining <= 0) break;
@@ -258,10 +280,19 @@ GenerateResult SpeculativeLoop::run() {
     const bool speculate = limit > 0 && policy_.begin_round();
     if (speculate) prop = draft_ ? propose_with_draft(limit) : propose_by_lookup(limit);
 
-    std::vector<int32_t> batch = {ctx_.back()};
-    batch.insert(batch.end(), prop.tokens.begin(), prop.tokens.end());
-    const int cached = target_.n_past();  // == base_ + ctx_.size() - 1
-    std::vector<int32_t> produced = verify(prop, eval_target(batch));
+    const int cached = target_.n_past();  // == base_ + ctx_.size() - 1 (first round: ctx_.size())
+    std::vector<int32_t> produced;
+    if (first_round) {
+      if (!prop.tokens.empty()) {
+        const std::span<const float> rows = eval_target(prop.tokens);
+        first_rows.insert(first_rows.end(), rows.begin(), rows.end());
+      }
+      produced = verify(prop, first_rows);
+    } else {
+      std::vector<int32_t> batch = {ctx_.back()};
+      batch.insert(batch.end(), prop.tokens.begin(), prop.tokens.end());
+      produced = verify(prop, eval_target(batch));
+    }
     const int accepted = int(produced.size()) - 1;
 
     stats_.drafted += int64_t(prop.tokens.size());
@@ -272,19 +303,18 @@ GenerateResult SpeculativeLoop::run() {
     else policy_.plain_step(round_ms);
 
     // Roll back the rejected tail: keep the pending token and the accepted proposals.
-    target_.truncate(cached + 1 + accepted);
+    target_.truncate(cached + (first_round ? 0 : 1) + accepted);
+    first_round = false;
     if (draft_) {
       const int keep = int(ctx_.size()) + accepted - draft_from_;  // ctx and the accepted proposals
       if (draft_->n_past() > keep) draft_->truncate(keep);
     }
 
-    for (int32_t id : produced) {
-      stats_.generated++;
-      ctx_.push_back(id);
-      if (!out.push(id)) { done = true; break; }
-      if (base_ + int(ctx_.size()) - 1 >= target_.n_ctx()) { r_.stop_reason = "context"; done = true; break; }
-      if (opts_.n_predict >= 0 && int(r_.ids.size()) >= opts_.n_predict) { done = true; break; }
-    }
+    for (int32_t id : produced)
+      if (!take(id)) {
+        done = true;
+        break;
+      }
   }
   out.finish();
   r_.gen_ms = ms_since(t0);

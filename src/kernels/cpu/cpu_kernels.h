@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kernels/kernels.h"
 
 // ---- compiling code for an ISA the build does not assume ----------------------------------------
 // The library is compiled for baseline x86-64; SIMD code is compiled for its ISA by wrapping it in
@@ -137,12 +138,6 @@ using PackAFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k0
 // How the activations are prepared for the matvec path.
 enum class ActKind { F32, Q8, Q8K };
 
-// Batches of up to this many tokens take the matvec path whatever the engine's min_tok: the GEMM
-// engines round and sum in another order than matvec, and a token must get the same bits whether
-// it is decoded alone or verified in a batch of drafted tokens (speculative decoding, up to 64
-// drafts + 1), so that greedy speculative outputs are exactly the plain ones. The attention
-// kernel keeps the same rule (kernels/attention.cpp).
-constexpr int kExactBatchTokens = 65;
 
 // One row of the kernel table: everything needed to multiply by weights of one type.
 struct TypeKernels {
@@ -154,8 +149,9 @@ struct TypeKernels {
   int zero_point;           // int8 engine: weights are packed as unsigned q + zero_point
 };
 
+// The GEMM path, unless the caller asked for decode's arithmetic (kernels.h, ExactBatchScope).
 inline bool uses_gemm(const TypeKernels& tk, int n_tok) {
-  return tk.gemm && n_tok >= tk.gemm->min_tok && n_tok > kExactBatchTokens;
+  return tk.gemm && n_tok >= tk.gemm->min_tok && !exact_batch(n_tok);
 }
 
 // Everything one ISA level provides.
