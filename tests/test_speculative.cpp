@@ -249,22 +249,8 @@ TEST(SpecVocabulary, MismatchIsAClearError) {
 
 namespace {
 
-struct CliRun {
-  int code = -1;
-  std::string out;
-};
-CliRun run_cli(const std::string& args, bool with_stderr) {
-  CliRun r;
-  const std::string cmd = "timeout 300 " + kite::test::cli_path() + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
-}
+using kite::test::CliRun;
+CliRun run_cli(const std::string& args, bool with_stderr) { return kite::test::run_cli(args, with_stderr, 300); }
 std::string q(const std::string& s) { return "'" + s + "'"; }
 
 }  // namespace

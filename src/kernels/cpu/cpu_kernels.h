@@ -94,6 +94,18 @@ inline MatvecArgs token_group(const MatvecArgs& a, int t0, int n) {
   return g;
 }
 
+// A kernel for 1..kMatvecTokGroup tokens from kernels register-blocked for exactly 1, 2, 3, 4.
+template <MatvecFn F1, MatvecFn F2, MatvecFn F3, MatvecFn F4>
+void by_token_count(const MatvecArgs& a, int64_t r0, int64_t r1) {
+  static_assert(kMatvecTokGroup == 4, "one kernel per token count");
+  switch (a.n_tok) {
+    case 1: F1(a, r0, r1); break;
+    case 2: F2(a, r0, r1); break;
+    case 3: F3(a, r0, r1); break;
+    default: F4(a, r0, r1); break;
+  }
+}
+
 // Runs Group (a kernel for 1..kMatvecTokGroup tokens) over rows [r0, r1) and all tokens of a.
 template <void (*Group)(const MatvecArgs&, int64_t, int64_t)>
 void matvec_token_groups(const MatvecArgs& a, int64_t r0, int64_t r1) {

@@ -88,19 +88,9 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   for (; o < r1; o++) rows_kernel<L, 1, NT>(a, o);
 }
 
-template <class L>  // 1..4 tokens
-void group_kernel(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  switch (a.n_tok) {
-    case 1: rows<L, 1>(a, r0, r1); break;
-    case 2: rows<L, 2>(a, r0, r1); break;
-    case 3: rows<L, 3>(a, r0, r1); break;
-    default: rows<L, 4>(a, r0, r1); break;
-  }
-}
-
 template <class L>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  matvec_token_groups<group_kernel<L>>(a, r0, r1);
+  matvec_token_groups<by_token_count<rows<L, 1>, rows<L, 2>, rows<L, 3>, rows<L, 4>>>(a, r0, r1);
 }
 
 }  // namespace
@@ -188,19 +178,9 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   for (; o < r1; o++) rows_kernel<L, 1, NT>(a, o);
 }
 
-template <class L>  // 1..4 tokens
-void group_kernel(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  switch (a.n_tok) {
-    case 1: rows<L, 1>(a, r0, r1); break;
-    case 2: rows<L, 2>(a, r0, r1); break;
-    case 3: rows<L, 3>(a, r0, r1); break;
-    default: rows<L, 4>(a, r0, r1); break;
-  }
-}
-
 template <class L>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  matvec_token_groups<group_kernel<L>>(a, r0, r1);
+  matvec_token_groups<by_token_count<rows<L, 1>, rows<L, 2>, rows<L, 3>, rows<L, 4>>>(a, r0, r1);
 }
 
 }  // namespace

@@ -115,19 +115,9 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   for (; o < r1; o++) rows_kernel<D, 1, NT>(a, o);
 }
 
-template <class D>  // 1..4 tokens
-void group_kernel(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  switch (a.n_tok) {
-    case 1: rows<D, 1>(a, r0, r1); break;
-    case 2: rows<D, 2>(a, r0, r1); break;
-    case 3: rows<D, 3>(a, r0, r1); break;
-    default: rows<D, 4>(a, r0, r1); break;
-  }
-}
-
 template <class D>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  matvec_token_groups<group_kernel<D>>(a, r0, r1);
+  matvec_token_groups<by_token_count<rows<D, 1>, rows<D, 2>, rows<D, 3>, rows<D, 4>>>(a, r0, r1);
 }
 
 }  // namespace
@@ -292,19 +282,9 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   for (; o < r1; o++) rows_kernel<D, 1, NT>(a, o);
 }
 
-template <class D>  // 1..4 tokens
-void group_kernel(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  switch (a.n_tok) {
-    case 1: rows<D, 1>(a, r0, r1); break;
-    case 2: rows<D, 2>(a, r0, r1); break;
-    case 3: rows<D, 3>(a, r0, r1); break;
-    default: rows<D, 4>(a, r0, r1); break;
-  }
-}
-
 template <class D>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  matvec_token_groups<group_kernel<D>>(a, r0, r1);
+  matvec_token_groups<by_token_count<rows<D, 1>, rows<D, 2>, rows<D, 3>, rows<D, 4>>>(a, r0, r1);
 }
 
 }  // namespace
