@@ -137,19 +137,16 @@ struct LoadBF16 {
 };
 
 template <class L, int R, int NT>
-inline void rows_kernel(const MatvecArgs& a, int64_t o) {
+inline void rows_kernel(const MatvecArgs& a, int64_t o, int64_t step) {
   const int64_t n = a.n_in;
   const uint8_t* w[R];
-  for (int r = 0; r < R; r++) w[r] = a.w + (o + r) * a.w_stride;
+  for (int r = 0; r < R; r++) w[r] = a.w + (o + r * step) * a.w_stride;
   __m512 acc[R][NT];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
-  const uint8_t* pf = a.w + (o + R) * a.w_stride;  // the next R rows (see prefetch_lines)
-  constexpr int64_t pf_step = R * 16 * L::kBytes;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    prefetch_lines(pf, pf_step);
-    pf += pf_step;
+    prefetch_next_rows<R, 16 * L::kBytes>(w, a.w_stride, i * L::kBytes);
     __m512 xv[NT];  // x[t][i .. i+16)
     for (int t = 0; t < NT; t++) xv[t] = _mm512_loadu_ps(a.x + t * n + i);
     for (int r = 0; r < R; r++) {
@@ -167,15 +164,14 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o) {
     }
   }
   for (int r = 0; r < R; r++)
-    for (int t = 0; t < NT; t++) a.y[t * a.n_out + o + r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < NT; t++) a.y[t * a.n_out + o + r * step] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
 template <class L, int NT>
 void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  constexpr int R = 4;  // 32 zmm registers: 4*NT accumulators + NT x + 1 w
-  int64_t o = r0;
-  for (; o + R <= r1; o += R) rows_kernel<L, R, NT>(a, o);
-  for (; o < r1; o++) rows_kernel<L, 1, NT>(a, o);
+  constexpr int R = NT == 1 ? 8 : 4;  // 32 zmm registers: R*NT accumulators + NT x + 1 w
+  for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT>(a, o, step); },
+                     [&](int64_t o) { rows_kernel<L, 1, NT>(a, o, 0); });
 }
 
 template <class L>

@@ -239,19 +239,16 @@ inline __m256i tail_dot(const Q4_0&, const uint8_t* blk, __m256i xq, int32_t sx)
 }
 
 template <class D, int R, int NT>
-inline void rows_kernel(const MatvecArgs& a, int64_t o) {
+inline void rows_kernel(const MatvecArgs& a, int64_t o, int64_t step) {
   const int64_t nb = a.n_in / kQBlock;
   const uint8_t* w[R];
-  for (int r = 0; r < R; r++) w[r] = a.w + (o + r) * a.w_stride;
+  for (int r = 0; r < R; r++) w[r] = a.w + (o + r * step) * a.w_stride;
   __m512 acc[R][NT];
   for (int r = 0; r < R; r++)
     for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
   int64_t b = 0;
-  const uint8_t* pf = a.w + (o + R) * a.w_stride;  // the next R rows (see prefetch_lines)
-  constexpr int64_t kStepBytes = R * D::kGroup * D::kBlockBytes;
   for (; b + D::kGroup <= nb; b += D::kGroup) {
-    prefetch_lines(pf, kStepBytes);
-    pf += kStepBytes;
+    prefetch_next_rows<R, D::kGroup * D::kBlockBytes>(w, a.w_stride, b * D::kBlockBytes);
     typename D::X x[NT];  // activation blocks b .. b+kGroup of token t, rearranged for D
     for (int t = 0; t < NT; t++)
       x[t] = D::prep_x(a.xq.qs + t * a.n_in + b * kQBlock, a.xq.d + t * nb + b, a.xq.s + t * nb + b);
@@ -270,16 +267,15 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o) {
         const __m256i dot = tail_dot(D(), blk, xq, a.xq.s[t * nb + bt]);
         tail = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(load_f16(blk) * a.xq.d[t * nb + bt]), tail);
       }
-      a.y[t * a.n_out + o + r] = _mm512_reduce_add_ps(acc[r][t]) + hsum(tail);
+      a.y[t * a.n_out + o + r * step] = _mm512_reduce_add_ps(acc[r][t]) + hsum(tail);
     }
 }
 
 template <class D, int NT>
 void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   constexpr int R = NT <= 2 ? 4 : 2;  // 32 zmm: R*NT accumulators + NT prepared activations + 1 row
-  int64_t o = r0;
-  for (; o + R <= r1; o += R) rows_kernel<D, R, NT>(a, o);
-  for (; o < r1; o++) rows_kernel<D, 1, NT>(a, o);
+  for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<D, R, NT>(a, o, step); },
+                     [&](int64_t o) { rows_kernel<D, 1, NT>(a, o, 0); });
 }
 
 template <class D>

@@ -25,4 +25,19 @@ inline void prefetch_lines(const uint8_t* p, int64_t bytes) {
   for (int64_t j = 0; j < bytes; j += 64) _mm_prefetch(reinterpret_cast<const char*>(p + j), _MM_HINT_T0);
 }
 
+// Prefetch for R row streams (see for_row_streams): the part of each stream's next row that
+// matches bytes [off, off + kStepBytes) of the current one, every cache line it touches (steps
+// under 64 bytes must divide 64 and start at multiples of themselves: one prefetch per line).
+template <int R, int kStepBytes>
+inline void prefetch_next_rows(const uint8_t* const* w, size_t w_stride, int64_t off) {
+  if constexpr (kStepBytes < 64) {
+    if (off % 64 != 0) return;
+  }
+  for (int r = 0; r < R; r++) {
+    const char* p = reinterpret_cast<const char*>(w[r] + w_stride + off);
+    for (int j = 0; j < kStepBytes; j += 64) _mm_prefetch(p + j, _MM_HINT_T0);
+    if constexpr (kStepBytes > 64 && kStepBytes % 64 != 0) _mm_prefetch(p + kStepBytes - 1, _MM_HINT_T0);
+  }
+}
+
 }  // namespace kite::kernels::cpu
