@@ -129,23 +129,29 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
     const float* K = f32 ? reinterpret_cast<const float*>(kb) : Kf;
     const float* V = f32 ? reinterpret_cast<const float*>(vb) : Vf;
     const size_t stride = f32 ? kv.row_stride / sizeof(float) : size_t(hd);
-    // A head's rows are contiguous: fetch the next block's K and V while this one is computed
-    // (decode streams the whole cache once per token; without this it ran at ~1/3 of the
-    // bandwidth matvec reaches, which prefetches the same way).
-    if (jb + Bc < k1) {
+    // Few rows (decode): the micro-kernels read the rows in place (converting as they load) when
+    // the level has them; otherwise non-F32 blocks are converted first.
+    const bool in_place = R < kTransposeRows && mk.scores_kv && mk.pv_kv;
+    // The next block's K and V: decode streams the whole cache once per token, and a head's pages
+    // are not adjacent, so the hardware prefetcher loses the stream at every block. The in-place
+    // kernels fetch them a few rows at a time as they work; otherwise it is done here at once.
+    const bool has_next = jb + Bc < k1;
+    const uint8_t* kn = has_next ? kv.k_at(jb + Bc, job.kvh) : nullptr;
+    const uint8_t* vn = has_next ? kv.v_at(jb + Bc, job.kvh) : nullptr;
+    if (has_next && !in_place) {
       const size_t bytes = size_t(std::min(Bc, k1 - jb - Bc)) * kv.row_stride;
-      const uint8_t* kn = kv.k_at(jb + Bc, job.kvh);
-      const uint8_t* vn = kv.v_at(jb + Bc, job.kvh);
       for (size_t off = 0; off < bytes; off += 64) {
         __builtin_prefetch(kn + off);
         __builtin_prefetch(vn + off);
       }
     }
-    if (!f32) {
+    if (!f32 && !in_place) {
       mk.convert(kv.type, kb, kv.row_stride, nb, hd, Kf);
       mk.convert(kv.type, vb, kv.row_stride, nb, hd, Vf);
     }
-    if (R >= kTransposeRows && p.transpose_ok) {
+    if (in_place) {
+      mk.scores_kv(kv.type, Q, R, hd, kb, kv.row_stride, nb, S, kn);
+    } else if (R >= kTransposeRows && p.transpose_ok) {
       for (int j = 0; j < nb; j++)
         for (int d = 0; d < hd; d++) Kt[size_t(d) * Bc + j] = K[j * stride + d];
       mk.scores_t(Q, R, hd, Kt, S);
@@ -168,7 +174,8 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
       l[r] = l[r] * corr[r] + mk.exp_sum(sr, n_valid, m_new);
       m[r] = m_new;
     }
-    mk.pv(S, R, nb, V, stride, hd, corr, acc);
+    if (in_place) mk.pv_kv(kv.type, S, R, nb, vb, kv.row_stride, hd, corr, acc, vn);
+    else mk.pv(S, R, nb, V, stride, hd, corr, acc);
   }
 
   for (int r = 0; r < R; r++) {

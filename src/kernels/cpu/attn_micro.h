@@ -29,6 +29,14 @@ struct AttnMicro {
              float* acc);
   // dst[j][0..hd) = float(row j of type t at src + j * src_stride bytes), j < nb.
   void (*convert)(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, float* dst);
+  // Optional (null: convert, then scores_d / pv): the same two products reading K or V rows of
+  // type t in place (row j at K + j * k_stride bytes), with the same bits, prefetching the rows of
+  // the next block (K_next / V_next, same stride; null: none) as they go. For tiles of few rows
+  // (decode), where converting a block costs as much as using it.
+  void (*scores_kv)(DType t, const float* Q, int R, int hd, const uint8_t* K, size_t k_stride, int nb, float* S,
+                    const uint8_t* K_next);
+  void (*pv_kv)(DType t, const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr,
+                float* acc, const uint8_t* V_next);
 };
 
 // The micro-kernels for the active kernel level and this head size (scalar ones when the SIMD

@@ -174,7 +174,7 @@ void convert(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, flo
 
 }  // namespace
 
-const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert};
+const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert, nullptr, nullptr};
 
 }  // namespace kite::kernels::cpu::avx2
 KITE_END_TARGET
@@ -227,24 +227,90 @@ inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   return _mm_add_ps(l01, l23);
 }
 
-void scores_d(const float* Q, int R, int hd, const float* K, size_t k_stride, int nb, float* S) {
+// 16 elements of a K/V row from element d, as fp32, for each cache element type. The F16/BF16
+// widening is exact and Q8_0 computes d * float(q) exactly as convert() below does, so reading
+// rows in place gives the same bits as converting the block first.
+struct RowF32 {
+  static __m512 load(const uint8_t* row, int d) { return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + d); }
+};
+struct RowF16 {
+  static __m512 load(const uint8_t* row, int d) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * d)));
+  }
+};
+struct RowBF16 {
+  static __m512 load(const uint8_t* row, int d) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * d)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  }
+};
+struct RowQ8_0 {  // d is a multiple of 16, so 16 elements never straddle two blocks of 32
+  static __m512 load(const uint8_t* row, int d) {
+    const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(row)[d / QK8_0];
+    const __m512i qi = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + d % QK8_0)));
+    return _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(b.d)), _mm512_cvtepi32_ps(qi));
+  }
+};
+
+// Rows r0 (and r0 + 1 when R2 = 2) against keys j .. j+3: each key vector is loaded (and
+// widened) once for both rows.
+template <class L, int R2>
+__attribute__((always_inline)) inline void scores_group(const float* Q, int hd, const uint8_t* const* k, __m128* out) {
+  __m512 a[R2][4];
+  for (int r = 0; r < R2; r++)
+    for (int kk = 0; kk < 4; kk++) a[r][kk] = _mm512_setzero_ps();
+  for (int d = 0; d < hd; d += 16) {
+    __m512 kv[4];
+    for (int kk = 0; kk < 4; kk++) kv[kk] = L::load(k[kk], d);
+    for (int r = 0; r < R2; r++) {
+      const __m512 qv = _mm512_loadu_ps(Q + size_t(r) * hd + d);
+      for (int kk = 0; kk < 4; kk++) a[r][kk] = _mm512_fmadd_ps(qv, kv[kk], a[r][kk]);
+    }
+  }
+  for (int r = 0; r < R2; r++) out[r] = reduce4(a[r][0], a[r][1], a[r][2], a[r][3]);
+}
+
+inline void prefetch_bytes(const uint8_t* p, size_t n) {
+  for (size_t off = 0; off < n; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
+
+// K_next (may be null): the next block's keys, fetched a few rows per group of 4 keys so that the
+// prefetches are spread over the work (a burst of a whole block's lines filled the line-fill
+// buffers and stalled the loop: ~30% of decode attention time).
+template <class L>
+void scores_rows(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride, int nb, float* S,
+                 const uint8_t* K_next = nullptr) {
   // Keys in groups of 4 from the block's start, the last group padded with copies of the last
   // key: every score is then summed the same way (its place in a group of 4) whatever nb is, so a
   // query gets the same bits in a one-token decode and in a batch that masks later keys.
   for (int j = 0; j < nb; j += 4) {
-    const float* k[4];
+    const uint8_t* k[4];
     for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
-    for (int r = 0; r < R; r++) {
-      const float* q = Q + size_t(r) * hd;
-      __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-      for (int d = 0; d < hd; d += 16) {
-        const __m512 qv = _mm512_loadu_ps(q + d);
-        for (int kk = 0; kk < 4; kk++) a[kk] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k[kk] + d), a[kk]);
+    if (K_next) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
+    for (int r = 0; r < R; r += 2) {
+      __m128 sums[2];
+      if (r + 1 < R) scores_group<L, 2>(Q + size_t(r) * hd, hd, k, sums);
+      else scores_group<L, 1>(Q + size_t(r) * hd, hd, k, sums);
+      for (int rr = r; rr < std::min(R, r + 2); rr++) {
+        alignas(16) float out[4];
+        _mm_store_ps(out, sums[rr - r]);
+        for (int kk = 0; kk < 4 && j + kk < nb; kk++) S[size_t(rr) * Bc + j + kk] = out[kk];
       }
-      alignas(16) float out[4];
-      _mm_store_ps(out, reduce4(a[0], a[1], a[2], a[3]));
-      for (int kk = 0; kk < 4 && j + kk < nb; kk++) S[size_t(r) * Bc + j + kk] = out[kk];
     }
+  }
+}
+
+void scores_d(const float* Q, int R, int hd, const float* K, size_t k_stride, int nb, float* S) {
+  scores_rows<RowF32>(Q, R, hd, reinterpret_cast<const uint8_t*>(K), k_stride * sizeof(float), nb, S);
+}
+
+void scores_kv(DType t, const float* Q, int R, int hd, const uint8_t* K, size_t k_stride, int nb, float* S,
+               const uint8_t* K_next) {
+  switch (t) {
+    case DType::F16: scores_rows<RowF16>(Q, R, hd, K, k_stride, nb, S, K_next); break;
+    case DType::BF16: scores_rows<RowBF16>(Q, R, hd, K, k_stride, nb, S, K_next); break;
+    case DType::Q8_0: scores_rows<RowQ8_0>(Q, R, hd, K, k_stride, nb, S, K_next); break;
+    default: scores_rows<RowF32>(Q, R, hd, K, k_stride, nb, S, K_next); break;
   }
 }
 
@@ -266,18 +332,19 @@ float exp_sum(float* x, int n, float m) {
   return _mm512_reduce_add_ps(sv);
 }
 
-template <int R2, int NV>
-inline void pv_cols(const float* P, int nb, const float* V, size_t v_stride, int hd, const float* corr,
-                    float* acc, int d0) {
+template <class L, int R2, int NV>
+inline void pv_cols(const float* P, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr,
+                    float* acc, int d0, const uint8_t* V_next) {
   __m512 a[R2][NV];
   for (int r = 0; r < R2; r++) {
     const __m512 c = _mm512_set1_ps(corr[r]);
     for (int v = 0; v < NV; v++) a[r][v] = _mm512_mul_ps(c, _mm512_loadu_ps(acc + size_t(r) * hd + d0 + 16 * v));
   }
   for (int j = 0; j < nb; j++) {
-    const float* vr = V + j * v_stride + d0;
+    const uint8_t* vr = V + j * v_stride;
+    if (V_next) prefetch_bytes(V_next + j * v_stride, v_stride);
     __m512 vv[NV];
-    for (int v = 0; v < NV; v++) vv[v] = _mm512_loadu_ps(vr + 16 * v);
+    for (int v = 0; v < NV; v++) vv[v] = L::load(vr, d0 + 16 * v);
     for (int r = 0; r < R2; r++) {
       const __m512 p = _mm512_set1_ps(P[size_t(r) * Bc + j]);
       for (int v = 0; v < NV; v++) a[r][v] = _mm512_fmadd_ps(p, vv[v], a[r][v]);
@@ -287,18 +354,37 @@ inline void pv_cols(const float* P, int nb, const float* V, size_t v_stride, int
     for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + size_t(r) * hd + d0 + 16 * v, a[r][v]);
 }
 
-template <int R2>
-inline void pv_rows(const float* P, int nb, const float* V, size_t v_stride, int hd, const float* corr, float* acc) {
+// V_next (may be null): the next block's values, prefetched during the first pass over V.
+template <class L, int R2>
+inline void pv_rows(const float* P, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr, float* acc,
+                    const uint8_t* V_next) {
   int d0 = 0;
-  for (; d0 + 64 <= hd; d0 += 64) pv_cols<R2, 4>(P, nb, V, v_stride, hd, corr, acc, d0);
-  for (; d0 < hd; d0 += 16) pv_cols<R2, 1>(P, nb, V, v_stride, hd, corr, acc, d0);
+  for (; d0 + 64 <= hd; d0 += 64, V_next = nullptr) pv_cols<L, R2, 4>(P, nb, V, v_stride, hd, corr, acc, d0, V_next);
+  for (; d0 < hd; d0 += 16, V_next = nullptr) pv_cols<L, R2, 1>(P, nb, V, v_stride, hd, corr, acc, d0, V_next);
+}
+
+template <class L>
+void pv_all(const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr, float* acc,
+            const uint8_t* V_next = nullptr) {
+  int r = 0;
+  for (; r + 2 <= R; r += 2, V_next = nullptr)
+    pv_rows<L, 2>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd, V_next);
+  for (; r < R; r++, V_next = nullptr)
+    pv_rows<L, 1>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd, V_next);
 }
 
 void pv(const float* P, int R, int nb, const float* V, size_t v_stride, int hd, const float* corr, float* acc) {
-  int r = 0;
-  for (; r + 2 <= R; r += 2)
-    pv_rows<2>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd);
-  for (; r < R; r++) pv_rows<1>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd);
+  pv_all<RowF32>(P, R, nb, reinterpret_cast<const uint8_t*>(V), v_stride * sizeof(float), hd, corr, acc);
+}
+
+void pv_kv(DType t, const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr,
+           float* acc, const uint8_t* V_next) {
+  switch (t) {
+    case DType::F16: pv_all<RowF16>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
+    case DType::BF16: pv_all<RowBF16>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
+    case DType::Q8_0: pv_all<RowQ8_0>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
+    default: pv_all<RowF32>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
+  }
 }
 
 void convert(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, float* dst) {
@@ -330,7 +416,7 @@ void convert(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, flo
 
 }  // namespace
 
-const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert};
+const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert, scores_kv, pv_kv};
 
 }  // namespace kite::kernels::cpu::avx512
 KITE_END_TARGET

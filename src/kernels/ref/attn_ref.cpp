@@ -68,6 +68,6 @@ void convert(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, flo
 
 }  // namespace
 
-const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert};
+const AttnMicro kAttnMicro = {scores_t, scores_d, row_max, exp_sum, pv, convert, nullptr, nullptr};
 
 }  // namespace kite::kernels::cpu::ref
