@@ -252,6 +252,18 @@ struct RowQ8_0 {  // d is a multiple of 16, so 16 elements never straddle two bl
   }
 };
 
+// Calls f with the row loader of cache element type t (attn_kv_type_supported: Q8_0 rows hold
+// whole blocks).
+template <class F>
+inline void with_row_loader(DType t, F&& f) {
+  switch (t) {
+    case DType::F16: f(RowF16{}); break;
+    case DType::BF16: f(RowBF16{}); break;
+    case DType::Q8_0: f(RowQ8_0{}); break;
+    default: f(RowF32{}); break;
+  }
+}
+
 // Rows r0 (and r0 + 1 when R2 = 2) against keys j .. j+3: each key vector is loaded (and
 // widened) once for both rows.
 template <class L, int R2>
@@ -306,12 +318,7 @@ void scores_d(const float* Q, int R, int hd, const float* K, size_t k_stride, in
 
 void scores_kv(DType t, const float* Q, int R, int hd, const uint8_t* K, size_t k_stride, int nb, float* S,
                const uint8_t* K_next) {
-  switch (t) {
-    case DType::F16: scores_rows<RowF16>(Q, R, hd, K, k_stride, nb, S, K_next); break;
-    case DType::BF16: scores_rows<RowBF16>(Q, R, hd, K, k_stride, nb, S, K_next); break;
-    case DType::Q8_0: scores_rows<RowQ8_0>(Q, R, hd, K, k_stride, nb, S, K_next); break;
-    default: scores_rows<RowF32>(Q, R, hd, K, k_stride, nb, S, K_next); break;
-  }
+  with_row_loader(t, [&](auto row) { scores_rows<decltype(row)>(Q, R, hd, K, k_stride, nb, S, K_next); });
 }
 
 float row_max(const float* x, int n) {
@@ -379,39 +386,15 @@ void pv(const float* P, int R, int nb, const float* V, size_t v_stride, int hd, 
 
 void pv_kv(DType t, const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr,
            float* acc, const uint8_t* V_next) {
-  switch (t) {
-    case DType::F16: pv_all<RowF16>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
-    case DType::BF16: pv_all<RowBF16>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
-    case DType::Q8_0: pv_all<RowQ8_0>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
-    default: pv_all<RowF32>(P, R, nb, V, v_stride, hd, corr, acc, V_next); break;
-  }
+  with_row_loader(t, [&](auto row) { pv_all<decltype(row)>(P, R, nb, V, v_stride, hd, corr, acc, V_next); });
 }
 
+// The same row loaders, so a converted block holds exactly what the in-place kernels read.
 void convert(DType t, const uint8_t* src, size_t src_stride, int nb, int hd, float* dst) {
-  for (int j = 0; j < nb; j++) {
-    const uint8_t* s = src + j * src_stride;
-    float* o = dst + size_t(j) * hd;
-    if (t == DType::F32) {
-      for (int d = 0; d < hd; d += 16) _mm512_storeu_ps(o + d, _mm512_loadu_ps(reinterpret_cast<const float*>(s) + d));
-    } else if (t == DType::F16) {
-      for (int d = 0; d < hd; d += 16)
-        _mm512_storeu_ps(o + d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * d))));
-    } else if (t == DType::BF16) {
-      for (int d = 0; d < hd; d += 16) {
-        const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * d)));
-        _mm512_storeu_ps(o + d, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-      }
-    } else {  // Q8_0 (attn_kv_type_supported guarantees hd % 32 == 0)
-      const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(s);
-      for (int k = 0; k < hd / QK8_0; k++) {
-        const __m512 dv = _mm512_set1_ps(_cvtsh_ss(b[k].d));
-        for (int i = 0; i < QK8_0; i += 16) {
-          const __m512i qi = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[k].qs + i)));
-          _mm512_storeu_ps(o + k * QK8_0 + i, _mm512_mul_ps(dv, _mm512_cvtepi32_ps(qi)));
-        }
-      }
-    }
-  }
+  with_row_loader(t, [&](auto row) {
+    for (int j = 0; j < nb; j++)
+      for (int d = 0; d < hd; d += 16) _mm512_storeu_ps(dst + size_t(j) * hd + d, decltype(row)::load(src + j * src_stride, d));
+  });
 }
 
 }  // namespace

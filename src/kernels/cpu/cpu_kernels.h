@@ -161,7 +161,6 @@ using PackAFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k0
 // How the activations are prepared for the matvec path.
 enum class ActKind { F32, Q8, Q8K };
 
-
 // One row of the kernel table: everything needed to multiply by weights of one type.
 struct TypeKernels {
   DType type;
