@@ -2,10 +2,14 @@
 // activations it was not calibrated on, ||(W - Q) x||^2 over held-out tokens of the zoo teacher.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
+#include <random>
 
+#include "convert/export_gguf.h"
 #include "convert/gptq.h"
 #include "convert/imatrix.h"
+#include "core/error.h"
 #include "core/mmap.h"
 #include "kite/kite.h"
 #include "model/blocks.h"
@@ -68,4 +72,96 @@ TEST(Gptq, LowersHeldOutLayerOutputError) {
   }
   // k and v read q's input: one shared Hessian.
   EXPECT_EQ(im.hessian.at("blk.3.attn_k.weight"), im.hessian.at("blk.3.attn_q.weight"));
+}
+
+// The Hessian (computed in bands, lower half mirrored) is sum x x^T of the inputs the layer saw.
+TEST(Gptq, HessianIsSumOfOuterProducts) {
+  KITE_REQUIRE_SHARED("models/zoo-teacher-34m");
+  KITE_REQUIRE_SHARED("corpus/zoo/valid.txt");
+  auto m = Model::load(test::shared_path("models/zoo-teacher-34m"));
+  const auto toks = m->tokenize(read_text_file(test::shared_path("corpus/zoo/valid.txt")).substr(0, 4000), false);
+  ASSERT_GT(toks.size(), 255u);
+  const std::vector<int32_t> body(toks.begin(), toks.begin() + 255);
+  const Imatrix im = collect_imatrix(m, body, 256, 1, 2, nullptr, true);
+  std::vector<int32_t> chunk = body;
+  if (m->add_bos()) chunk.insert(chunk.begin(), m->tokenizer().bos());
+  g_inputs.clear();
+  set_matmul_observer(capture, nullptr);
+  {
+    Session s(m, {.n_ctx = 256, .n_threads = 2});
+    s.eval(chunk, true);
+  }
+  set_matmul_observer(nullptr, nullptr);
+  for (const char* name : {"blk.2.ffn_down.weight", "blk.0.attn_q.weight"}) {
+    const std::vector<float>& X = g_inputs.at(name);
+    const int64_t n_in = m->impl().tensors.at(name).ne[0], n = int64_t(X.size()) / n_in;
+    ASSERT_EQ(n, int64_t(chunk.size()));
+    const double* H = im.find_hessian(name, n_in);
+    ASSERT_NE(H, nullptr);
+    double worst = 0;
+    for (int64_t i = 0; i < n_in; i += 7)
+      for (int64_t j = 0; j < n_in; j += 5) {
+        double want = 0, scale = 0;
+        for (int64_t t = 0; t < n; t++) {
+          want += double(X[t * n_in + i]) * X[t * n_in + j];
+          scale += std::abs(double(X[t * n_in + i]) * X[t * n_in + j]);
+        }
+        if (scale > 0) worst = std::max(worst, std::abs(H[i * n_in + j] - want) / scale);
+      }
+    EXPECT_LT(worst, 1e-5) << name;  // fp32 products summed in another order
+  }
+}
+
+// U is upper triangular and U^T U is the inverse of the damped H.
+TEST(Gptq, InverseCholeskyUpper) {
+  for (int64_t n : {1, 5, 37, 130}) {
+    std::mt19937 rng{uint32_t(n)};
+    std::normal_distribution<double> g;
+    std::vector<double> X(size_t(n) * (n + 10)), H(size_t(n) * n, 0.0);
+    for (auto& v : X) v = g(rng);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < n; j++)
+        for (int64_t t = 0; t < n + 10; t++) H[i * n + j] += X[t * n + i] * X[t * n + j];
+    const double damp = 0.01;
+    double mean = 0;
+    for (int64_t i = 0; i < n; i++) mean += H[i * n + i] / double(n);
+    const std::vector<float> U = gptq_inverse_cholesky_upper(H.data(), n, damp);
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < n; j++) {
+        if (j < i) EXPECT_EQ(U[i * n + j], 0.0f);
+        // (U^T U (H + damp I))[i][j] should be the identity.
+        double s = 0;
+        for (int64_t k = 0; k < n; k++) {
+          double uu = 0;  // (U^T U)[i][k]
+          for (int64_t a = 0; a <= std::min(i, k); a++) uu += double(U[a * n + i]) * U[a * n + k];
+          s += uu * (H[k * n + j] + (k == j ? damp * mean : 0.0));
+        }
+        worst = std::max(worst, std::abs(s - (i == j ? 1.0 : 0.0)));
+      }
+    EXPECT_LT(worst, 1e-3) << "n " << n;  // U is stored as fp32
+  }
+  const double bad[4] = {1, 2, 2, 1};  // indefinite, and damping 0
+  EXPECT_THROW(gptq_inverse_cholesky_upper(bad, 2, 0.0), Error);
+}
+
+// Too little calibration text for GPTQ: the K-quant matrices are written exactly as without
+// calibration, and the summary says so.
+TEST(Gptq, ShortCalibrationTextFallsBackToPlainSearch) {
+  KITE_REQUIRE_SHARED("models/zoo-draft-7m");
+  KITE_REQUIRE_SHARED("corpus/zoo/valid.txt");
+  auto m = Model::load(test::shared_path("models/zoo-draft-7m"));
+  const auto toks = m->tokenize(read_text_file(test::shared_path("corpus/zoo/valid.txt")).substr(0, 4000), false);
+  const Imatrix im = collect_imatrix(m, toks, 256, 2, 2, nullptr, true);
+  ASSERT_LT(im.tokens, kGptqMinTokensPerColumn * 256);
+  const auto dir = test::fresh_temp_dir("gptq_short");
+  ExportOptions plain, calibrated;
+  plain.recipe = calibrated.recipe = quant_recipe("Q4_K_M");
+  calibrated.imatrix = &im;
+  const ExportSummary a = export_gguf(*m, (dir / "plain.gguf").string(), plain);
+  const ExportSummary b = export_gguf(*m, (dir / "calib.gguf").string(), calibrated);
+  ASSERT_FALSE(b.notes.empty());
+  EXPECT_NE(b.notes.back().find("without calibration"), std::string::npos) << b.notes.back();
+  EXPECT_EQ(read_text_file((dir / "plain.gguf").string()), read_text_file((dir / "calib.gguf").string()));
+  std::filesystem::remove_all(dir);
 }

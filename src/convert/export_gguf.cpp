@@ -116,6 +116,21 @@ ExportSummary export_gguf(const Model& model, const std::string& out_path, const
   const int n_total = int(tensors.size()) + (m.weights.rope_freq_factors.empty() || m.tensors.count("rope_freqs.weight") ? 0 : 1);
   int index = 0;
   bool any_quant = false;
+  // GPTQ fits a short calibration text (gptq.h): below kGptqMinTokensPerColumn tokens per column
+  // of the widest matrix it would take, every such matrix is quantized as without calibration.
+  bool gptq_enough = true;
+  if (opts.imatrix && opts.gptq && !opts.imatrix->hessian.empty()) {
+    int64_t widest = 0;
+    for (const auto& [name, h] : opts.imatrix->hessian)
+      widest = std::max(widest, int64_t(std::llround(std::sqrt(double(h->size())))));
+    const int64_t need = kGptqMinTokensPerColumn * widest;
+    gptq_enough = opts.imatrix->tokens >= need;
+    if (!gptq_enough)
+      sum.notes.push_back("calibration: " + std::to_string(opts.imatrix->tokens) + " tokens, GPTQ needs " +
+                          std::to_string(need) + " (" + std::to_string(kGptqMinTokensPerColumn) + " per column of a " +
+                          std::to_string(widest) + "-column matrix): Q4_K/Q5_K/Q6_K matrices quantized without "
+                          "calibration (a longer text, or more --calib-chunks)");
+  }
   for (const Tensor* tp : tensors) {
     const Tensor& t = *tp;
     check(quant_traits(t.type) != nullptr, m.path, ": tensor '", t.name, "' has type ", dtype_name(t.type),
@@ -128,6 +143,10 @@ ExportSummary export_gguf(const Model& model, const std::string& out_path, const
     const bool rope_rows = permute && (ends_with(t.name, "attn_q.weight") || ends_with(t.name, "attn_k.weight"));
     const float* importance = opts.imatrix ? opts.imatrix->find(t.name, t.ne[0]) : nullptr;
     const double* hessian = opts.imatrix && opts.gptq ? opts.imatrix->find_hessian(t.name, t.ne[0]) : nullptr;
+    if (hessian && gptq_supports(type) && !gptq_enough) {
+      hessian = nullptr;  // too little calibration text: as without calibration (note above)
+      importance = nullptr;
+    }
     sum.n_params += t.n_elements();
     sum.source_bytes += t.nbytes;
     sum.params_by_type[dtype_name(type)] += t.n_elements();

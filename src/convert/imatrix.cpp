@@ -33,7 +33,7 @@ struct Collector {
   std::map<std::string, Sums> sums;
   bool full = false;
   std::map<std::string, std::shared_ptr<std::vector<double>>> hessian;
-  std::vector<float> xt, xx;  // [n_in][n_tok] transposed x, [n_in][n_in] x^T x of one call
+  std::vector<float> xt, xx;  // [n_in][n_tok] transposed x, [n_in][128] one band of x^T x
 };
 
 void observe(void* ctx, const Tensor& w, const float* x, int n_tok) {
@@ -55,20 +55,32 @@ void observe(void* ctx, const Tensor& w, const float* x, int n_tok) {
     c.hessian[w.name] = h;
     return;
   }
-  // x^T x with the matmul kernel: "weights" xt ([n_in] rows of n_tok), "activations" xt too.
+  // x^T x with the matmul kernel, one band of columns at a time and only what lies on or below
+  // the diagonal (x^T x is symmetric: half the work). Band [i0, i1): "weights" rows i0..i1 of xt
+  // ([n_in] rows of n_tok), "activations" rows 0..i1 of xt, out [i1][i1 - i0].
   c.xt.resize(size_t(n_in) * n_tok);
   for (int t = 0; t < n_tok; t++)
     for (int64_t i = 0; i < n_in; i++) c.xt[i * n_tok + t] = x[t * n_in + i];
-  c.xx.resize(size_t(n_in) * n_in);
-  Tensor xt;
-  xt.name = "imatrix.xt";
-  xt.type = DType::F32;
-  xt.n_dims = 2;
-  xt.ne = {n_tok, n_in, 1, 1};
-  xt.data = c.xt.data();
-  xt.nbytes = c.xt.size() * sizeof(float);
-  kernels::matmul(xt, c.xt.data(), c.xx.data(), int(n_in));
-  for (size_t i = 0; i < c.xx.size(); i++) (*h)[i] += c.xx[i];
+  constexpr int64_t kBand = 128;
+  c.xx.resize(size_t(n_in) * std::min(n_in, kBand));
+  std::vector<double>& H = *h;
+  for (int64_t i0 = 0; i0 < n_in; i0 += kBand) {
+    const int64_t i1 = std::min(n_in, i0 + kBand), nb = i1 - i0;
+    Tensor band;
+    band.name = "imatrix.xt";
+    band.type = DType::F32;
+    band.n_dims = 2;
+    band.ne = {n_tok, nb, 1, 1};
+    band.data = c.xt.data() + i0 * n_tok;
+    band.nbytes = size_t(nb) * n_tok * sizeof(float);
+    kernels::matmul(band, c.xt.data(), c.xx.data(), int(i1));
+    for (int64_t t = 0; t < i1; t++)
+      for (int64_t o = 0; o < nb; o++) {
+        const double v = c.xx[t * nb + o];
+        H[t * n_in + i0 + o] += v;
+        if (t < i0) H[(i0 + o) * n_in + t] += v;  // the mirror of the part above the band
+      }
+  }
 }
 
 // Removes the observer however collection ends.

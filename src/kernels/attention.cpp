@@ -130,8 +130,10 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
     const float* V = f32 ? reinterpret_cast<const float*>(vb) : Vf;
     const size_t stride = f32 ? kv.row_stride / sizeof(float) : size_t(hd);
     // Few rows (decode): the micro-kernels read the rows in place (converting as they load) when
-    // the level has them; otherwise non-F32 blocks are converted first.
-    const bool in_place = R < kTransposeRows && mk.scores_kv && mk.pv_kv;
+    // the level has them; otherwise non-F32 blocks are converted first. Exact batches (speculative
+    // verification) always read in place: a Q8_0 cache's in-place scores use int8 queries, and
+    // every row of such a batch must get the bits of a one-token step.
+    const bool in_place = (R < kTransposeRows || !p.transpose_ok) && mk.scores_kv && mk.pv_kv;
     // The next block's K and V: decode streams the whole cache once per token, and a head's pages
     // are not adjacent, so the hardware prefetcher loses the stream at every block. The in-place
     // kernels fetch them a few rows at a time as they work; otherwise it is done here at once.

@@ -110,7 +110,7 @@ Runner add_quant_report(CLI::App& app) {
   struct Opts {
     ModelFlags mf;
     std::string file, types = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K", calib, svg, method = "llama", keep_dir;
-    int n_ctx = 512, chunks = 40, n_threads = 0, calib_chunks = 64;
+    int n_ctx = 512, chunks = 40, n_threads = 0, calib_chunks = 256;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();

@@ -86,7 +86,7 @@ Runner add_quantize(CLI::App& app) {
   struct Opts {
     std::string in, out, type, calib, tokenizer, method = "gptq";
     std::vector<std::string> keep;
-    int calib_chunks = 64, calib_ctx = 512, n_threads = 0;
+    int calib_chunks = 256, calib_ctx = 512, n_threads = 0;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
