@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -62,13 +63,15 @@ void warn_beyond_training(const LoadedModel& m, int n_ctx) {
                  "still meaningful; outputs there may degrade)\n", n_ctx, m.config.n_ctx_train);
 }
 
-// Decode speed after `depth` cached tokens: the prompt is evaluated once, then each repetition
-// truncates back to it and decodes n_gen tokens.
+// Decode speed after `depth` cached tokens: each depth's prompt is evaluated once, then each
+// repetition truncates back to it and decodes n_gen tokens. The depths take turns within each
+// repetition (not one after the other), so that a slow spell of a shared machine hits all of
+// them alike and their ratio stays meaningful.
 nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std::vector<int>& depths, int n_gen,
                             int reps, int threads, KVType kv_type, bool json) {
-  nlohmann::json arr = nlohmann::json::array();
   const int n_vocab = model->n_vocab();
   n_gen = std::max(1, n_gen);
+  std::vector<std::unique_ptr<Session>> sessions;
   for (int depth : depths) {
     check(depth >= 1, "bench: --depth values must be positive");
     SessionOptions so;
@@ -76,23 +79,29 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
     so.n_threads = threads;
     so.kv_type = kv_type;
     warn_beyond_training(model->impl(), so.n_ctx);
-    Session s(model, so);
-    s.eval(synthetic_tokens(depth, n_vocab, 1));
-    std::vector<double> tg;
-    for (int r = 0; r < std::max(1, reps); r++) {
-      s.truncate(depth);
+    sessions.push_back(std::make_unique<Session>(model, so));
+    sessions.back()->eval(synthetic_tokens(depth, n_vocab, 1));
+  }
+  std::vector<std::vector<double>> tg(depths.size());
+  for (int r = 0; r < std::max(1, reps); r++)
+    for (size_t d = 0; d < depths.size(); d++) {
+      Session& s = *sessions[d];
+      s.truncate(depths[d]);
       int32_t tok = 1 % n_vocab;
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < n_gen; i++) {
         tok = int32_t((tok * 31 + 7) % n_vocab);
         s.eval(std::span<const int32_t>(&tok, 1));
       }
-      tg.push_back(n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      tg[d].push_back(n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    const double med = stats(tg).median;
-    arr.push_back({{"depth", depth}, {"tg_tok_s", med}});
-    if (!json) std::printf("depth %6d  tg%-4d %8.1f tok/s  (%d threads, KV %s)\n", depth, n_gen, med, threads,
-                           kv_type_name(kv_type));
+  nlohmann::json arr = nlohmann::json::array();
+  for (size_t d = 0; d < depths.size(); d++) {
+    const Stats st = stats(tg[d]);
+    arr.push_back({{"depth", depths[d]}, {"tg_tok_s", st.median}, {"tg_tok_s_min", st.min}, {"tg_tok_s_max", st.max}});
+    if (!json)
+      std::printf("depth %6d  tg%-4d %8.1f tok/s  (min %.1f, max %.1f; %d threads, KV %s)\n", depths[d], n_gen,
+                  st.median, st.min, st.max, threads, kv_type_name(kv_type));
   }
   return arr;
 }

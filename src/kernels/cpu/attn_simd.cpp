@@ -307,9 +307,8 @@ void scores_rows(const float* Q, int R, int hd, const uint8_t* K, size_t k_strid
       if (r + 1 < R) scores_group<L, 2>(Q + size_t(r) * hd, hd, k, sums);
       else scores_group<L, 1>(Q + size_t(r) * hd, hd, k, sums);
       for (int rr = r; rr < std::min(R, r + 2); rr++) {
-        alignas(16) float out[4];
-        _mm_store_ps(out, sums[rr - r]);
-        for (int kk = 0; kk < 4 && j + kk < nb; kk++) S[size_t(rr) * Bc + j + kk] = out[kk];
+        // All four, even past nb: S rows hold Bc floats (j + 3 < Bc) and nothing reads past nb.
+        _mm_storeu_ps(S + size_t(rr) * Bc + j, sums[rr - r]);
       }
     }
   }
@@ -351,10 +350,11 @@ inline void reduce4_halves(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m12
   *hi = _mm_add_epi32(_mm512_extracti32x4_epi32(u, 2), _mm512_extracti32x4_epi32(u, 3));
 }
 
-// The four keys' fp16 scales of block b, as floats.
-inline __m128 key_scales(const uint8_t* const* k, int b) {
-  const auto d = [&](int kk) { return reinterpret_cast<const BlockQ8_0*>(k[kk])[b].d; };
-  return _mm_cvtph_ps(_mm_setr_epi16(short(d(0)), short(d(1)), short(d(2)), short(d(3)), 0, 0, 0, 0));
+// The four keys' fp16 scales of blocks b (elements 0-3) and b + 1 (elements 4-7), as floats.
+inline __m256 key_scales2(const uint8_t* const* k, int b) {
+  const auto d = [&](int kk, int bb) { return short(reinterpret_cast<const BlockQ8_0*>(k[kk])[bb].d); };
+  return _mm256_cvtph_ps(
+      _mm_setr_epi16(d(0, b), d(1, b), d(2, b), d(3, b), d(0, b + 1), d(1, b + 1), d(2, b + 1), d(3, b + 1)));
 }
 
 // Blocks 2p and 2p+1 of a Q8_0 row as one vector of 64 bytes, offset by 128 (unsigned).
@@ -366,10 +366,14 @@ inline __m512i key_pair(const uint8_t* row, int p) {
   return _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
 }
 
+// Query rows quantized for the int8 scores, per pair p of blocks: the 64 bytes, the start of the
+// accumulator (-128 * sum(q) of each block in the first lane of its half) and the two scales.
 struct QueryQ8 {
   alignas(64) int8_t qs[kQ8Rows][kQ8MaxHd];
   float d[kQ8Rows][kQ8MaxHd / 32];
   int32_t s[kQ8Rows][kQ8MaxHd / 32];
+  __m512i init[kQ8Rows][kQ8MaxHd / 64];
+  __m256 dq[kQ8Rows][kQ8MaxHd / 64];  // d of block 2p in elements 0-3, of block 2p + 1 in 4-7
 };
 
 // Rows r0 (and r0 + 1 when R2 = 2) of q against keys k[0..4): four scores per row.
@@ -380,21 +384,17 @@ __attribute__((always_inline)) inline void scores_group_q8(const QueryQ8& q, int
   for (int p = 0; p < hd / 64; p++) {
     __m512i kv[4];
     for (int kk = 0; kk < 4; kk++) kv[kk] = key_pair(k[kk], p);
-    const __m128 dk_lo = key_scales(k, 2 * p), dk_hi = key_scales(k, 2 * p + 1);
+    const __m256 dk = key_scales2(k, 2 * p);
     for (int r = 0; r < R2; r++) {
       const int rr = r0 + r;
       const __m512i qv = _mm512_load_si512(q.qs[rr] + 64 * p);
-      // -128 * sum(q) of each block in the first lane of its half.
-      const __m512i init = _mm512_maskz_set1_epi32(1, -128 * q.s[rr][2 * p]);
-      const __m512i init2 = _mm512_mask_set1_epi32(init, 1 << 8, -128 * q.s[rr][2 * p + 1]);
       __m512i a[4];
-      for (int kk = 0; kk < 4; kk++) a[kk] = _mm512_dpbusd_epi32(init2, kv[kk], qv);
+      for (int kk = 0; kk < 4; kk++) a[kk] = _mm512_dpbusd_epi32(q.init[rr][p], kv[kk], qv);
       __m128i lo, hi;
       reduce4_halves(a[0], a[1], a[2], a[3], &lo, &hi);
-      const __m128 s_lo = _mm_mul_ps(dk_lo, _mm_set1_ps(q.d[rr][2 * p]));
-      const __m128 s_hi = _mm_mul_ps(dk_hi, _mm_set1_ps(q.d[rr][2 * p + 1]));
-      out[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(lo), s_lo, out[r]);
-      out[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(hi), s_hi, out[r]);
+      const __m256 sc = _mm256_mul_ps(dk, q.dq[rr][p]);
+      out[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(lo), _mm256_castps256_ps128(sc), out[r]);
+      out[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(hi), _mm256_extractf128_ps(sc, 1), out[r]);
     }
   }
 }
@@ -404,7 +404,14 @@ void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride,
   QueryQ8 q;
   for (int r0 = 0; r0 < R; r0 += kQ8Rows) {
     const int nr = std::min(kQ8Rows, R - r0);
-    for (int r = 0; r < nr; r++) quantize_row_q8(Q + size_t(r0 + r) * hd, hd, q.qs[r], q.d[r], q.s[r]);
+    for (int r = 0; r < nr; r++) {
+      quantize_row_q8(Q + size_t(r0 + r) * hd, hd, q.qs[r], q.d[r], q.s[r]);
+      for (int p = 0; p < hd / 64; p++) {
+        q.init[r][p] = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, -128 * q.s[r][2 * p]), 1 << 8,
+                                              -128 * q.s[r][2 * p + 1]);
+        q.dq[r][p] = _mm256_insertf128_ps(_mm256_set1_ps(q.d[r][2 * p]), _mm_set1_ps(q.d[r][2 * p + 1]), 1);
+      }
+    }
     // Keys in groups of 4, the last padded with copies of the last key (as scores_rows).
     for (int j = 0; j < nb; j += 4) {
       const uint8_t* k[4];
@@ -415,9 +422,7 @@ void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride,
         if (r + 1 < nr) scores_group_q8<2>(q, r, hd, k, sums);
         else scores_group_q8<1>(q, r, hd, k, sums);
         for (int rr = r; rr < std::min(nr, r + 2); rr++) {
-          alignas(16) float out[4];
-          _mm_store_ps(out, sums[rr - r]);
-          for (int kk = 0; kk < 4 && j + kk < nb; kk++) S[size_t(r0 + rr) * Bc + j + kk] = out[kk];
+          _mm_storeu_ps(S + size_t(r0 + rr) * Bc + j, sums[rr - r]);  // as scores_rows
         }
       }
     }
@@ -457,14 +462,12 @@ inline void pv_cols(const float* P, int nb, const uint8_t* V, size_t v_stride, i
     if constexpr (std::is_same_v<L, RowQ8_0>) {
       // Q8_0: the block scale joins the probability (p * d, then * q) instead of each element
       // (d * q, then * p): one multiply per block and row instead of one per 16 elements.
-      float dv[NV];
-      for (int v = 0; v < NV; v++) {
-        vv[v] = RowQ8_0::unscaled(vr, d0 + 16 * v);
-        dv[v] = RowQ8_0::scale(vr, d0 + 16 * v);
-      }
+      for (int v = 0; v < NV; v++) vv[v] = RowQ8_0::unscaled(vr, d0 + 16 * v);
+      const float dlo = RowQ8_0::scale(vr, d0), dhi = NV > 2 ? RowQ8_0::scale(vr, d0 + 32) : dlo;
       for (int r = 0; r < R2; r++) {
         const float p = P[size_t(r) * Bc + j];
-        for (int v = 0; v < NV; v++) a[r][v] = _mm512_fmadd_ps(_mm512_set1_ps(p * dv[v]), vv[v], a[r][v]);
+        const __m512 plo = _mm512_set1_ps(p * dlo), phi = _mm512_set1_ps(p * dhi);
+        for (int v = 0; v < NV; v++) a[r][v] = _mm512_fmadd_ps(v < 2 ? plo : phi, vv[v], a[r][v]);
       }
       continue;
     }
