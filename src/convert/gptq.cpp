@@ -72,10 +72,10 @@ void set_level(DType t, uint8_t* blk, int e, int L) {
 }
 
 // Damping added to H's diagonal, as a fraction of its mean. GPTQ's paper uses 1%. On the zoo
-// teacher (Q4_K_M, perplexity on valid.txt) the best damping depends on how much calibration
-// text there is: with 32k tokens 10% was best (+0.68%; 1% fitted the text too closely: held-out
-// ffn_down output error +18%, perplexity +0.75%), with 131k tokens (the default 256 chunks of
-// 512) 3% is: +0.40%, against +0.40% at 1% and +0.46% at 10%.
+// teacher (Q4_K_M, perplexity on valid.txt; README) the best damping depends on how much
+// calibration text there is: with 33k tokens 10% did best (+0.73%, 3%: +0.75%; with so little
+// text nothing beats no calibration, gptq.h), with 131k tokens (the default 256 chunks of 512)
+// 3% (+0.405%; 1%: +0.40%, 10%: +0.46%).
 constexpr double kGptqDamp = 0.03;
 
 // sum_{k<n} a[k] b[k] with four partial sums (the compiler keeps a strict order otherwise).
