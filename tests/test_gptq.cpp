@@ -25,6 +25,17 @@ void capture(void*, const Tensor& w, const float* x, int n_tok) {
   g_inputs[w.name].assign(x, x + size_t(n_tok) * w.ne[0]);
 }
 
+// One pass of the model over `tokens` (all logits), recording each matrix's inputs in g_inputs.
+void capture_inputs(const std::shared_ptr<const Model>& m, const std::vector<int32_t>& tokens, int n_ctx) {
+  g_inputs.clear();
+  set_matmul_observer(capture, nullptr);
+  {
+    Session s(m, {.n_ctx = n_ctx, .n_threads = 2});
+    s.eval(tokens, true);
+  }
+  set_matmul_observer(nullptr, nullptr);
+}
+
 // sum over held-out tokens and every 2nd row of ((W - Q) x)^2
 double output_error(const std::vector<float>& w, const std::vector<float>& q, const std::vector<float>& X,
                     int64_t n_in, int64_t n_out) {
@@ -46,12 +57,7 @@ TEST(Gptq, LowersHeldOutLayerOutputError) {
   const auto toks = m->tokenize(read_text_file(test::shared_path("corpus/zoo/valid.txt")).substr(0, 60000), false);
   ASSERT_GT(toks.size(), 3000u);
   const Imatrix im = collect_imatrix(m, std::vector<int32_t>(toks.begin(), toks.begin() + 2040), 256, 8, 2, nullptr, true);
-  set_matmul_observer(capture, nullptr);
-  {
-    Session s(m, {.n_ctx = 256, .n_threads = 2});
-    s.eval(std::vector<int32_t>(toks.begin() + 2500, toks.begin() + 2756), true);
-  }
-  set_matmul_observer(nullptr, nullptr);
+  capture_inputs(m, std::vector<int32_t>(toks.begin() + 2500, toks.begin() + 2756), 256);
   for (const char* name : {"blk.3.attn_q.weight", "blk.5.ffn_up.weight"}) {
     const Tensor& t = m->impl().tensors.at(name);
     const int64_t n_in = t.ne[0], n_out = t.ne[1];
@@ -85,13 +91,7 @@ TEST(Gptq, HessianIsSumOfOuterProducts) {
   const Imatrix im = collect_imatrix(m, body, 256, 1, 2, nullptr, true);
   std::vector<int32_t> chunk = body;
   if (m->add_bos()) chunk.insert(chunk.begin(), m->tokenizer().bos());
-  g_inputs.clear();
-  set_matmul_observer(capture, nullptr);
-  {
-    Session s(m, {.n_ctx = 256, .n_threads = 2});
-    s.eval(chunk, true);
-  }
-  set_matmul_observer(nullptr, nullptr);
+  capture_inputs(m, chunk, 256);
   for (const char* name : {"blk.2.ffn_down.weight", "blk.0.attn_q.weight"}) {
     const std::vector<float>& X = g_inputs.at(name);
     const int64_t n_in = m->impl().tensors.at(name).ne[0], n = int64_t(X.size()) / n_in;
