@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -466,4 +467,82 @@ TEST(Kernels, ExactBatchScopeMatchesOneTokenCalls) {
             << dtype_name(type) << " " << kk::kernel_level_name(level) << " token " << t;
       }
     }
+}
+
+// ---- packed weights (AVX-512 Q8_0/Q4_0, kernels/cpu/packed_q.h) ----------------------------------
+
+// Packed matrices against the reference on the file layout: decode (1-4 tokens), token groups
+// (5, 17), the GEMM path (64), shapes around the int8 GEMM's k block (1024); misaligned x and y.
+// Also: a lower level chosen after packing reads the file layout and still matches.
+TEST(Kernels, PackedWeightsMatchReference) {
+  LevelGuard guard;
+  if (kk::best_kernel_level() != kk::KernelLevel::Avx512) GTEST_SKIP() << "packed kernels need AVX-512";
+  for (DType type : {DType::Q8_0, DType::Q4_0})
+    for (int n_in : {64, 192, 1088, 2048})
+      for (int n_out : {16, 48, 336}) {
+        kk::set_kernel_level(kk::KernelLevel::Avx512);
+        Weights w = make_weights(type, n_in, n_out, 77u * n_in + n_out);
+        std::shared_ptr<void> packed = kk::pack_weights(w.t);
+        ASSERT_TRUE(packed) << dtype_name(type) << " " << n_in << "x" << n_out;
+        w.t.packed = packed.get();
+        for (int n_tok : {1, 2, 3, 4, 5, 17, 64}) {
+          const std::vector<float> xs = random_matrix(n_tok, n_in, 5u * n_tok + n_in);
+          std::vector<float> xbuf(xs.size() + 1);
+          float* x = xbuf.data() + 1;
+          std::copy(xs.begin(), xs.end(), x);
+          std::vector<float> ref(n_tok * n_out);
+          kk::ref::matmul(w.t, x, ref.data(), n_tok);
+          for (kk::KernelLevel level : simd_levels()) {
+            kk::set_kernel_level(level);
+            std::vector<float> ybuf(n_tok * n_out + 1 + 16, kSentinel);
+            float* y = ybuf.data() + 1;
+            kk::matmul(w.t, x, y, n_tok);
+            const std::string what = std::string("packed ") + dtype_name(type) + " " + kk::kernel_level_name(level) +
+                                     " n_in=" + std::to_string(n_in) + " n_out=" + std::to_string(n_out) +
+                                     " n_tok=" + std::to_string(n_tok);
+            expect_matmul_close(w, x, y, ref.data(), n_tok, uses_int8_acts(type, level, n_tok), what);
+            EXPECT_EQ(ybuf[0], kSentinel) << what << ": wrote before y";
+            for (size_t i = 1 + n_tok * n_out; i < ybuf.size(); i++) ASSERT_EQ(ybuf[i], kSentinel) << what << ": wrote past y";
+          }
+        }
+      }
+}
+
+// Shapes and types without a packed layout stay in the file layout (pack_weights: nullptr).
+TEST(Kernels, PackWeightsDeclinesOtherTypesAndShapes) {
+  LevelGuard guard;
+  if (kk::best_kernel_level() != kk::KernelLevel::Avx512) GTEST_SKIP() << "packed kernels need AVX-512";
+  kk::set_kernel_level(kk::KernelLevel::Avx512);
+  EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q8_0, 96, 32, 1).t)) << "odd number of blocks";
+  EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q4_0, 64, 17, 1).t)) << "rows not a multiple of 16";
+  EXPECT_FALSE(kk::pack_weights(make_weights(DType::F16, 64, 32, 1).t)) << "no packed F16";
+  EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q4_K, 256, 32, 1).t)) << "no packed Q4_K";
+  kk::set_kernel_level(kk::KernelLevel::Avx2);
+  EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q8_0, 64, 32, 1).t)) << "AVX2 has no packed layout";
+}
+
+// Speculative decoding's exactness rule holds for packed weights too: a batch under
+// ExactBatchScope gives each token the bits of a one-token call.
+TEST(Kernels, PackedExactBatchMatchesOneTokenCalls) {
+  LevelGuard guard;
+  if (kk::best_kernel_level() != kk::KernelLevel::Avx512) GTEST_SKIP() << "packed kernels need AVX-512";
+  kk::set_kernel_level(kk::KernelLevel::Avx512);
+  for (DType type : {DType::Q8_0, DType::Q4_0}) {
+    const int n_in = 512, n_out = 320, n_tok = 40;
+    Weights w = make_weights(type, n_in, n_out, 93);
+    std::shared_ptr<void> packed = kk::pack_weights(w.t);
+    ASSERT_TRUE(packed);
+    w.t.packed = packed.get();
+    const std::vector<float> x = random_matrix(n_tok, n_in, 94);
+    std::vector<float> batch(n_tok * n_out), one(n_out);
+    {
+      kk::ExactBatchScope exact;
+      kk::matmul(w.t, x.data(), batch.data(), n_tok);
+    }
+    for (int t = 0; t < n_tok; t++) {
+      kk::matmul(w.t, x.data() + t * n_in, one.data(), 1);
+      ASSERT_EQ(0, std::memcmp(one.data(), batch.data() + t * n_out, n_out * sizeof(float)))
+          << dtype_name(type) << " token " << t;
+    }
+  }
 }

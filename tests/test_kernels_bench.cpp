@@ -3,7 +3,9 @@
 //   kite_tests --gtest_also_run_disabled_tests --gtest_filter='KernelsBench.*'
 // Settings (environment): KITE_BENCH_TYPES=F16,Q8_0,... (default F32,F16,BF16,Q8_0,Q4_0),
 // KITE_BENCH_THREADS=1,2 (default 1 and omp_get_max_threads()), KITE_BENCH_TOK=1,512 (default),
-// KITE_KERNELS=ref|avx2|avx512 for a lower kernel level.
+// KITE_KERNELS=ref|avx2|avx512 for a lower kernel level, KITE_BENCH_PACK=0 to time Q8_0/Q4_0 in
+// the file layout instead of the packed one, KITE_BENCH_IN_CACHE=1 to time one copy of each matrix
+// (in cache when small: the kernels' compute speed rather than memory's).
 //
 // Decode (n_tok = 1) is memory-bound: it is timed over copies of the weights totalling > 1 GiB so
 // each call streams from DRAM as in a real decode step (a single 8 MB matrix would sit in L3), and
@@ -156,7 +158,8 @@ struct Result {
 // Times y = W x with n_tok tokens: over enough copies of W to exceed the caches when n_tok is small.
 Result time_matmul(DType type, const Shape& s, int n_tok) {
   const size_t rb = row_bytes(type, s.n_in), wbytes = rb * s.n_out;
-  const int copies = n_tok <= 4 ? static_cast<int>(std::max<size_t>(1, (size_t(1) << 30) / wbytes)) : 1;
+  const bool in_cache = std::getenv("KITE_BENCH_IN_CACHE") != nullptr;  // one copy: compute speed
+  const int copies = n_tok <= 4 && !in_cache ? static_cast<int>(std::max<size_t>(1, (size_t(1) << 30) / wbytes)) : 1;
   std::vector<uint8_t> w(wbytes * copies);  // [copies][n_out] rows
   {
     std::mt19937 rng(1);
@@ -175,19 +178,29 @@ Result time_matmul(DType type, const Shape& s, int n_tok) {
   t.n_dims = 2;
   t.ne = {s.n_in, s.n_out, 1, 1};
   t.nbytes = wbytes;
+  // KITE_BENCH_PACK=0: the file layout; otherwise the packed one where the level has it (as loaded models).
+  std::vector<std::shared_ptr<void>> packs(copies);
+  const char* pack_env = std::getenv("KITE_BENCH_PACK");
+  if (!(pack_env && std::string(pack_env) == "0"))
+    for (int c = 0; c < copies; c++) {
+      t.data = w.data() + c * wbytes;
+      packs[c] = kk::pack_weights(t);
+    }
   // Calls per pass: every copy once (decode), or enough for ~0.3 s (prompt).
   t.data = w.data();
+  t.packed = packs[0].get();
   kk::matmul(t, x.data(), y.data(), n_tok);  // warm-up: scratch buffers, thread team
   double t0 = now_s();
   kk::matmul(t, x.data(), y.data(), n_tok);
   const double once = now_s() - t0;
-  const int calls = n_tok <= 4 ? copies : std::max(1, static_cast<int>(0.3 / once));
+  const int calls = n_tok <= 4 ? std::max(copies, static_cast<int>(0.2 / once)) : std::max(1, static_cast<int>(0.3 / once));
   std::vector<double> passes, cpu_passes;
   for (int p = 0; p < 5; p++) {
     t0 = now_s();
     const double c0 = thread_cpu_s();
     for (int c = 0; c < calls; c++) {
       t.data = w.data() + (c % copies) * wbytes;
+      t.packed = packs[c % copies].get();
       kk::matmul(t, x.data(), y.data(), n_tok);
     }
     cpu_passes.push_back((thread_cpu_s() - c0) / calls);

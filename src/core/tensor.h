@@ -17,6 +17,9 @@ struct Tensor {
   std::array<int64_t, 4> ne{1, 1, 1, 1};
   const void* data = nullptr;
   size_t nbytes = 0;
+  // Optional: the same weights in the matmul kernels' own layout (kernels::pack_weights), owned
+  // by whoever owns `data`; nullptr when none. Everything but matmul reads `data`.
+  const void* packed = nullptr;
 
   int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

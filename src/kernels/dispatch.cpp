@@ -16,8 +16,13 @@
 #include <cstring>
 #include <iterator>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "core/error.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/packed_q.h"
 #include "kernels/kernels.h"
 
 #if KITE_X86
@@ -56,9 +61,14 @@ const TypeKernels kAvx512Types[] = {
     {DType::Q5_K, ActKind::Q8K, avx512::matvec_q5_k, nullptr, nullptr, 0},
     {DType::Q6_K, ActKind::Q8K, avx512::matvec_q6_k, nullptr, nullptr, 0},
 };
+// Weights in the packed layout (cpu/packed_q.h), used when Tensor::packed is set.
+const TypeKernels kAvx512Packed[] = {
+    {DType::Q8_0, ActKind::Q8, avx512::matvec_packed_q8_0, &avx512::gemm_q8, avx512::pack_a_q8_from_packed_q8_0, 128},
+    {DType::Q4_0, ActKind::Q8, avx512::matvec_packed_q4_0, &avx512::gemm_q8, avx512::pack_a_q8_from_packed_q4_0, 8},
+};
 const LevelKernels kAvx512 = {kAvx512Types, int(std::size(kAvx512Types)), avx512::quantize_row_q8,
                               avx512::rmsnorm, avx512::softmax, avx512::silu_mul, avx512::dot_f32,
-                              avx512::axpy, avx512::add};
+                              avx512::axpy, avx512::add, kAvx512Packed, int(std::size(kAvx512Packed))};
 
 // XCR0: which register states the OS saves (a CPU feature is usable only if the OS enables it).
 uint64_t xgetbv0() {
@@ -168,14 +178,36 @@ const LevelKernels* cpu::active_kernels() {
 
 void matmul(const Tensor& W, const float* x, float* y, int n_tok) {
   const LevelKernels* lk = active_kernels();
-  const TypeKernels* tk = lk ? lk->find(W.type) : nullptr;
+  // The packed copy when this level has kernels for it (other levels read W.data).
+  const TypeKernels* tk = lk && W.packed ? lk->find_packed(W.type) : nullptr;
+  const void* data = tk ? W.packed : W.data;
+  if (!tk) tk = lk ? lk->find(W.type) : nullptr;
   if (!tk) {  // reference level, or a type without SIMD kernels yet
     ref::matmul(W, x, y, n_tok);
     return;
   }
-  check(W.data != nullptr, "matmul: weight '", W.name, "' has no data");
-  const MatmulShape s{static_cast<const uint8_t*>(W.data), W.row_size(), W.ne[0], W.ne[1], x, y, n_tok};
+  check(data != nullptr, "matmul: weight '", W.name, "' has no data");
+  const MatmulShape s{static_cast<const uint8_t*>(data), W.row_size(), W.ne[0], W.ne[1], x, y, n_tok};
   matmul_with(*lk, *tk, s);
+}
+
+std::shared_ptr<void> pack_weights(const Tensor& W) {
+  const LevelKernels* lk = active_kernels();
+  if (!lk || !lk->find_packed(W.type) || W.data == nullptr || W.ne[2] != 1 || W.ne[3] != 1 ||
+      !cpu::packable(W.type, W.ne[0], W.ne[1]))
+    return nullptr;
+  const size_t bytes = W.row_size() * W.ne[1];  // a multiple of 64 for packable shapes
+  // On 2 MiB pages where the kernel allows (THP "madvise" mode): decode streams the whole matrix,
+  // and with 4 KiB pages every page boundary is a TLB miss and a stop for the hardware prefetchers.
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t alloc = bytes >= kHuge ? (bytes + kHuge - 1) / kHuge * kHuge : bytes;
+  void* p = std::aligned_alloc(bytes >= kHuge ? kHuge : 64, alloc);
+  check(p != nullptr, "pack_weights: cannot allocate ", bytes, " bytes for '", W.name, "'");
+#ifdef MADV_HUGEPAGE
+  if (bytes >= kHuge) madvise(p, alloc, MADV_HUGEPAGE);
+#endif
+  cpu::pack_rows(W.type, static_cast<const uint8_t*>(W.data), W.ne[0], W.ne[1], static_cast<uint8_t*>(p));
+  return std::shared_ptr<void>(p, std::free);
 }
 
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps) {

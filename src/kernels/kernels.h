@@ -10,6 +10,7 @@
 // The element-wise ops are single-threaded: they are called on vectors of a few thousand floats.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "core/tensor.h"
 
@@ -24,6 +25,14 @@ namespace kite::kernels {
 // Q8_0 weights' own error and 10-20x below Q4_0's (test Int8ActivationErrorIsBelowWeight...).
 // (AVX2 level: int8 activations in matvec only; its GEMM keeps fp32 activations.)
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);
+
+// W's weights re-laid out for the active level's matmul kernels, or nullptr when that level has
+// no such layout for W's type and shape (AVX-512: Q8_0/Q4_0 with n_out % 16 == 0 and n_in % 64
+// == 0, 16 rows interleaved, see cpu/packed_q.h; same size as W's data). Point W.packed at it
+// and keep it alive as long as W: matmul then reads it whenever that level is active, and W.data
+// otherwise (a lower level chosen later, or the reference). Results equal the file-layout
+// kernels' up to fp32 summation order.
+std::shared_ptr<void> pack_weights(const Tensor& W);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]       (n elements; out may alias x)
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);

@@ -1,6 +1,7 @@
 // Turns a model file (GGUF, Hugging Face folder, llama2.c .bin) into a LoadedModel:
 // configuration + tokenizer + weights named as GGUF names them, checked against the config.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -10,6 +11,7 @@
 #include "formats/hf_config.h"
 #include "formats/llama2c.h"
 #include "formats/safetensors.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -233,6 +235,25 @@ void bind_weights(LoadedModel& m) {
   }
 }
 
+// Gives every matrix of the forward pass the matmul kernels' packed layout where the active
+// kernel level has one (kernels::pack_weights: AVX-512 with Q8_0/Q4_0, ~1.5x faster decode
+// kernels). The file's bytes stay mapped for everything else (embedding rows, export).
+// KITE_REPACK=0 in the environment keeps the file layout (to measure what packing gives).
+void pack_matmul_weights(LoadedModel& m) {
+  if (const char* e = std::getenv("KITE_REPACK"); e && std::strcmp(e, "0") == 0) return;
+  std::vector<const Tensor*> mats{m.weights.output};
+  for (const LayerWeights& l : m.weights.layers)
+    mats.insert(mats.end(), {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down});
+  for (const Tensor* t : mats) {
+    Tensor& w = m.tensors.at(t->name);  // the map's tensor, which the weights point to
+    if (w.packed) continue;              // tied or shared matrices appear twice
+    if (std::shared_ptr<void> p = kernels::pack_weights(w)) {
+      w.packed = p.get();
+      m.storage.push_back(std::move(p));
+    }
+  }
+}
+
 }  // namespace
 
 Tokenizer load_tokenizer(const std::string& path, const std::string& tokenizer_path) {
@@ -275,6 +296,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const LoadOptio
     }
   }
   bind_weights(*m);
+  pack_matmul_weights(*m);
   return m;
 }
 

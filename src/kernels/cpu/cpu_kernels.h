@@ -188,9 +188,18 @@ struct LevelKernels {
   void (*axpy)(float* y, float a, const float* x, int n);
   void (*add)(float* out, const float* a, const float* b, int n);
 
+  // Kernels for weights in this level's packed layout (Tensor::packed); none: n_packed == 0.
+  const TypeKernels* packed = nullptr;
+  int n_packed = 0;
+
   const TypeKernels* find(DType t) const {
     for (int i = 0; i < n_types; i++)
       if (types[i].type == t) return &types[i];
+    return nullptr;
+  }
+  const TypeKernels* find_packed(DType t) const {
+    for (int i = 0; i < n_packed; i++)
+      if (packed[i].type == t) return &packed[i];
     return nullptr;
   }
 };
@@ -242,6 +251,11 @@ extern const GemmEngine gemm_q8;
 void pack_b_q8(const float* x, int64_t ldx, int nr, int64_t n_in, int zero_point, void* tile);
 void pack_a_q8_from_q8_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
 void pack_a_q8_from_q4_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+// Packed Q8_0/Q4_0 (packed_q.h, matvec_packed.cpp): decode kernels and their GEMM panels.
+void matvec_packed_q8_0(const MatvecArgs& a, int64_t r0, int64_t r1);
+void matvec_packed_q4_0(const MatvecArgs& a, int64_t r0, int64_t r1);
+void pack_a_q8_from_packed_q8_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
+void pack_a_q8_from_packed_q4_0(const uint8_t*, size_t, int, int64_t, int64_t, void*);
 // Q4_1/Q5_0/Q5_1 with int8 activations (matvec_q_legacy.cpp).
 void matvec_q4_1(const MatvecArgs& a, int64_t r0, int64_t r1);
 void matvec_q5_0(const MatvecArgs& a, int64_t r0, int64_t r1);

@@ -26,6 +26,7 @@
 
 #include "core/dtype.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/packed_q.h"
 
 #if KITE_X86
 #include "kernels/cpu/simd_x86.h"
@@ -178,6 +179,35 @@ void pack_a_q8_from_q4_0(const uint8_t* w, size_t w_stride, int rows, int64_t k0
       z[q][1] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m);  // elements 16..31
     }
     store_record(rec, z);
+  }
+}
+
+// From the packed layout (packed_q.h), w at the start of a 16-row group (rows == 16) and k0 a
+// multiple of 64: its records are this panel's blocks with fp16 scales, Q4_0's nibbles unsplit.
+void pack_a_q8_from_packed_q8_0(const uint8_t* w, size_t, int, int64_t k0, int64_t kc, void* panel) {
+  for (int64_t b = 0; b < kc / kQBlock; b++) {
+    const int64_t bb = k0 / kQBlock + b;
+    const uint8_t* rec = w + (bb / 2) * packed_record_bytes(DType::Q8_0);
+    const uint8_t* q = rec + kPackScaleBytes + (bb % 2) * 512;
+    uint8_t* dst = static_cast<uint8_t*>(panel) + b * kARecord;
+    for (int g = 0; g < 8; g++) _mm512_store_si512(dst + g * 64, _mm512_load_si512(q + g * 64));
+    _mm512_store_ps(dst + 512, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + 32 * (bb % 2)))));
+  }
+}
+
+void pack_a_q8_from_packed_q4_0(const uint8_t* w, size_t, int, int64_t k0, int64_t kc, void* panel) {
+  const __m512i m = _mm512_set1_epi8(0x0f);
+  for (int64_t b = 0; b < kc / kQBlock; b++) {
+    const int64_t bb = k0 / kQBlock + b;
+    const uint8_t* rec = w + (bb / 2) * packed_record_bytes(DType::Q4_0);
+    const uint8_t* q = rec + kPackScaleBytes + (bb % 2) * 256;
+    uint8_t* dst = static_cast<uint8_t*>(panel) + b * kARecord;
+    for (int g = 0; g < 4; g++) {
+      const __m512i raw = _mm512_load_si512(q + g * 64);
+      _mm512_store_si512(dst + g * 64, _mm512_and_si512(raw, m));                               // weights 4g..
+      _mm512_store_si512(dst + (4 + g) * 64, _mm512_and_si512(_mm512_srli_epi16(raw, 4), m));  // 16+4g..
+    }
+    _mm512_store_ps(dst + 512, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + 32 * (bb % 2)))));
   }
 }
 
