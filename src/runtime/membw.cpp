@@ -41,17 +41,23 @@ uint64_t read_streams(const uint64_t* p, size_t n_words) {
 }
 }  // namespace
 
-double measure_read_bandwidth(int n_threads, size_t bytes, int passes) {
-  const size_t n_words = bytes / 8;
-  uint64_t* buf = static_cast<uint64_t*>(std::aligned_alloc(64, n_words * 8));
-  check(buf != nullptr, "membw: cannot allocate ", bytes, " bytes");
+ReadBandwidthProbe::ReadBandwidthProbe(int n_threads, size_t bytes) : n_threads_(n_threads), n_words_(bytes / 8) {
+  buf_ = static_cast<uint64_t*>(std::aligned_alloc(64, n_words_ * 8));
+  check(buf_ != nullptr, "membw: cannot allocate ", bytes, " bytes");
   // Touch every page from the threads that will read it (first-touch placement).
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (size_t i = 0; i < n_words; i++) buf[i] = i;
+  for (size_t i = 0; i < n_words_; i++) buf_[i] = i;
+}
+
+ReadBandwidthProbe::~ReadBandwidthProbe() { std::free(buf_); }
+
+double ReadBandwidthProbe::measure(int passes) {
+  const uint64_t* buf = buf_;
+  const int n_threads = n_threads_;
   double best = 0;
   volatile uint64_t sink = 0;
   for (int p = 0; p < passes; p++) {
-    const size_t chunk = n_words / n_threads / (kStreams * kStepWords) * (kStreams * kStepWords);
+    const size_t chunk = n_words_ / n_threads / (kStreams * kStepWords) * (kStreams * kStepWords);
     auto t0 = std::chrono::steady_clock::now();
     uint64_t total = 0;
 #pragma omp parallel num_threads(n_threads) reduction(^ : total)
@@ -60,8 +66,12 @@ double measure_read_bandwidth(int n_threads, size_t bytes, int passes) {
     sink = sink ^ total;
     best = std::max(best, double(chunk * n_threads * 8) / sec / 1e9);
   }
-  std::free(buf);
   return best;
+}
+
+double measure_read_bandwidth(int n_threads, size_t bytes, int passes) {
+  ReadBandwidthProbe probe(n_threads, bytes);
+  return probe.measure(passes);
 }
 
 }  // namespace kite

@@ -2,9 +2,27 @@
 // a buffer much larger than the caches; the best of several passes, in GB/s (1e9 bytes/s).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace kite {
 
 double measure_read_bandwidth(int n_threads, size_t bytes = size_t(1) << 30, int passes = 7);
+
+// The same measurement, repeatable without reallocating: a benchmark can take one right after
+// each of its repetitions (on a shared machine the bandwidth moves by 20% within seconds, so a
+// single figure taken before the runs is a poor yardstick for each of them).
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(int n_threads, size_t bytes = size_t(1) << 30);
+  ~ReadBandwidthProbe();
+  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+  double measure(int passes);  // best of `passes`, GB/s
+
+ private:
+  int n_threads_;
+  size_t n_words_;
+  uint64_t* buf_;
+};
 
 }  // namespace kite
