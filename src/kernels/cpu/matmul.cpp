@@ -89,9 +89,10 @@ void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape
     tk.matvec(a, 0, s.n_out);
     return;
   }
-  // At least 64 rows per chunk: the kernels read 4 row streams side by side (packed: 4 groups
-  // of 16 rows), which small matrices (k, v: 256 rows) would otherwise split into 1-stream chunks.
-  const int64_t chunk = std::max<int64_t>(64, chunk_rows(s.n_out, 16, n_threads));
+  // Chunks of whole multiples of 64 rows: the kernels read 4 row streams side by side (packed: 4
+  // groups of 16 rows); a chunk of 16 rows (k, v: 256 rows) or 22 groups would leave one-stream
+  // passes, which read memory at half the speed.
+  const int64_t chunk = chunk_rows(s.n_out, 64, n_threads);
   const int64_t n_chunks = (s.n_out + chunk - 1) / chunk;
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
   for (int64_t c = 0; c < n_chunks; c++) tk.matvec(a, c * chunk, std::min(s.n_out, (c + 1) * chunk));

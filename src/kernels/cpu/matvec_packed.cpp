@@ -23,7 +23,7 @@ KITE_BEGIN_AVX512
 namespace kite::kernels::cpu::avx512 {
 namespace {
 
-constexpr int kPrefetchRecords = 3;
+constexpr int kPrefetchRecords = 3;  // measured: 6 (or 8 into L2) no faster
 #ifndef KITE_PACKED_R1
 #define KITE_PACKED_R1 2
 #endif  // how far ahead each stream is prefetched
