@@ -1,9 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/mmap.h"
 #include "quant/quant.h"
 
 using namespace kite;
@@ -31,4 +36,23 @@ TEST(Quant, Q8_0RoundTripWithinHalfStep) {
   from_float(DType::Q8_0, x.data(), q.data(), 64);
   to_float(DType::Q8_0, q.data(), y.data(), 64);
   for (int i = 0; i < 64; i++) EXPECT_NEAR(x[i], y[i], 3.0f / 127 * 0.51f + 1e-3f);
+}
+
+// Dropping a mapping's pages (done for packed weights) loses nothing: the bytes read back from
+// the file; ranges outside the mapping are ignored.
+TEST(Core, MappedFileDropPagesKeepsContents) {
+  const std::string path = ::testing::TempDir() + "kite_drop_pages.bin";
+  std::vector<uint8_t> bytes(3 * 4096 + 100);
+  for (size_t i = 0; i < bytes.size(); i++) bytes[i] = uint8_t(i * 7 + 3);
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  }
+  auto f = kite::MappedFile::open(path);
+  ASSERT_EQ(f->size(), bytes.size());
+  ASSERT_EQ(0, std::memcmp(f->data(), bytes.data(), bytes.size()));
+  f->drop_pages(f->data() + 10, f->size() - 20);
+  f->drop_pages(bytes.data(), bytes.size());  // not in the mapping: ignored
+  EXPECT_EQ(0, std::memcmp(f->data(), bytes.data(), bytes.size()));
+  std::remove(path.c_str());
 }

@@ -129,7 +129,9 @@ TEST(Gptq, InverseCholeskyUpper) {
     double worst = 0;
     for (int64_t i = 0; i < n; i++)
       for (int64_t j = 0; j < n; j++) {
-        if (j < i) EXPECT_EQ(U[i * n + j], 0.0f);
+        if (j < i) {
+          EXPECT_EQ(U[i * n + j], 0.0f);
+        }
         // (U^T U (H + damp I))[i][j] should be the identity.
         double s = 0;
         for (int64_t k = 0; k < n; k++) {

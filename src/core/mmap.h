@@ -19,6 +19,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops this process's pages of [p, p + n) (whole pages inside it, and only if the range lies
+  // in this mapping): resident memory goes down; a later read maps them again from the file.
+  void drop_pages(const void* p, size_t n) const;
 
  private:
   MappedFile() = default;

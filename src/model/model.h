@@ -1,12 +1,14 @@
 // A loaded model: configuration, tokenizer and weights. Weights are views into memory-mapped
 // files (shared read-only by every session); only the small vectors (norms, biases) are
-// converted to float32 copies at load time.
+// converted to float32 copies at load time, and matrices the CPU kernels read faster in another
+// layout get a packed copy (Tensor::packed, see pack_matmul_weights in loader.cpp).
 #pragma once
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/mmap.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "tokenizer/tokenizer.h"
@@ -50,6 +52,8 @@ struct LoadedModel {
   // Keep-alive for the storage behind `tensors`, and float copies of small vectors.
   std::vector<std::shared_ptr<void>> storage;
   std::vector<std::unique_ptr<std::vector<float>>> f32_copies;
+  // Mapped files that hold tensor data (GGUF), for dropping the pages of packed matrices.
+  std::vector<std::shared_ptr<const MappedFile>> mapped_files;
 
   size_t weight_bytes() const;
 };

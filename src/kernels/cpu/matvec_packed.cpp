@@ -23,10 +23,8 @@ KITE_BEGIN_AVX512
 namespace kite::kernels::cpu::avx512 {
 namespace {
 
-constexpr int kPrefetchRecords = 3;  // measured: 6 (or 8 into L2) no faster
-#ifndef KITE_PACKED_R1
-#define KITE_PACKED_R1 2
-#endif  // how far ahead each stream is prefetched
+// How far ahead each stream is prefetched, in records (measured: 6, or 8 into L2, no faster).
+constexpr int kPrefetchRecords = 3;
 
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
