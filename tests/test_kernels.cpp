@@ -448,24 +448,31 @@ TEST(Kernels, SoftmaxAndSiluEdgeCases) {
 
 // Under ExactBatchScope a batch gives every token the bits of a one-token call (the int8 and
 // fp32 GEMM engines would otherwise take batches of 6-10+ tokens and round differently).
+namespace {
+// Multiplies 40 tokens by W under ExactBatchScope and checks each row against a one-token call.
+void expect_exact_batch_matches_one_token_calls(const Tensor& W, uint32_t seed, const std::string& what) {
+  const int64_t n_in = W.ne[0], n_out = W.ne[1];
+  const int n_tok = 40;
+  const std::vector<float> x = random_matrix(n_tok, n_in, seed);
+  std::vector<float> batch(n_tok * n_out), one(n_out);
+  {
+    kk::ExactBatchScope exact;
+    kk::matmul(W, x.data(), batch.data(), n_tok);
+  }
+  for (int t = 0; t < n_tok; t++) {
+    kk::matmul(W, x.data() + t * n_in, one.data(), 1);
+    ASSERT_EQ(0, std::memcmp(one.data(), batch.data() + t * n_out, n_out * sizeof(float))) << what << " token " << t;
+  }
+}
+}  // namespace
+
 TEST(Kernels, ExactBatchScopeMatchesOneTokenCalls) {
   LevelGuard guard;
   for (DType type : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K})
     for (kk::KernelLevel level : simd_levels()) {
       kk::set_kernel_level(level);
-      const int n_in = 512, n_out = 300, n_tok = 40;
-      const Weights w = make_weights(type, n_in, n_out, 91);
-      const std::vector<float> x = random_matrix(n_tok, n_in, 92);
-      std::vector<float> batch(n_tok * n_out), one(n_out);
-      {
-        kk::ExactBatchScope exact;
-        kk::matmul(w.t, x.data(), batch.data(), n_tok);
-      }
-      for (int t = 0; t < n_tok; t++) {
-        kk::matmul(w.t, x.data() + t * n_in, one.data(), 1);
-        ASSERT_EQ(0, std::memcmp(one.data(), batch.data() + t * n_out, n_out * sizeof(float)))
-            << dtype_name(type) << " " << kk::kernel_level_name(level) << " token " << t;
-      }
+      const Weights w = make_weights(type, 512, 300, 91);
+      expect_exact_batch_matches_one_token_calls(w.t, 92, std::string(dtype_name(type)) + " " + kk::kernel_level_name(level));
     }
 }
 
@@ -528,21 +535,10 @@ TEST(Kernels, PackedExactBatchMatchesOneTokenCalls) {
   if (kk::best_kernel_level() != kk::KernelLevel::Avx512) GTEST_SKIP() << "packed kernels need AVX-512";
   kk::set_kernel_level(kk::KernelLevel::Avx512);
   for (DType type : {DType::Q8_0, DType::Q4_0}) {
-    const int n_in = 512, n_out = 320, n_tok = 40;
-    Weights w = make_weights(type, n_in, n_out, 93);
+    Weights w = make_weights(type, 512, 320, 93);
     std::shared_ptr<void> packed = kk::pack_weights(w.t);
     ASSERT_TRUE(packed);
     w.t.packed = packed.get();
-    const std::vector<float> x = random_matrix(n_tok, n_in, 94);
-    std::vector<float> batch(n_tok * n_out), one(n_out);
-    {
-      kk::ExactBatchScope exact;
-      kk::matmul(w.t, x.data(), batch.data(), n_tok);
-    }
-    for (int t = 0; t < n_tok; t++) {
-      kk::matmul(w.t, x.data() + t * n_in, one.data(), 1);
-      ASSERT_EQ(0, std::memcmp(one.data(), batch.data() + t * n_out, n_out * sizeof(float)))
-          << dtype_name(type) << " token " << t;
-    }
+    expect_exact_batch_matches_one_token_calls(w.t, 94, std::string("packed ") + dtype_name(type));
   }
 }

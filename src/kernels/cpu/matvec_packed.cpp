@@ -95,36 +95,27 @@ inline void groups_kernel(const MatvecArgs& a, int64_t g, int64_t step) {
     for (int t = 0; t < NT; t++) _mm512_storeu_ps(a.y + t * a.n_out + (g + r * step) * kPackRows, acc[r][t]);
 }
 
+// Rows [r0, r1), multiples of 16 (the driver's chunks are, and packed matrices have n_out % 16
+// == 0), for exactly NT tokens.
 template <class D, int NT>
-void groups(const MatvecArgs& a, int64_t g0, int64_t g1) {
+void groups(const MatvecArgs& a, int64_t r0, int64_t r1) {
   constexpr int R = NT <= 2 ? 4 : 2;  // 2 or 8 streams for one token: 5-15% slower decode
-  for_row_streams<R>(g0, g1, [&](int64_t g, int64_t step) { groups_kernel<D, R, NT>(a, g, step); },
+  for_row_streams<R>(r0 / kPackRows, r1 / kPackRows, [&](int64_t g, int64_t step) { groups_kernel<D, R, NT>(a, g, step); },
                      [&](int64_t g) { groups_kernel<D, 1, NT>(a, g, 0); });
 }
 
-template <class D>
-void groups_any_tokens(const MatvecArgs& a, int64_t g0, int64_t g1) {
-  switch (a.n_tok) {
-    case 1: groups<D, 1>(a, g0, g1); break;
-    case 2: groups<D, 2>(a, g0, g1); break;
-    case 3: groups<D, 3>(a, g0, g1); break;
-    default: groups<D, 4>(a, g0, g1); break;
-  }
-}
-
-// Rows [r0, r1) (multiples of 16: the driver's chunks are, and packed matrices have n_out % 16
-// == 0). More than 4 tokens: groups of 4 tokens over one row group at a time, whose 16 rows stay
-// in L2 from one token group to the next.
+// More than 4 tokens: groups of 4 tokens over one row group at a time, whose 16 rows stay in L1
+// from one token group to the next (matvec_token_groups' row blocks of 4 would split a group).
 template <class D>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  const int64_t g0 = r0 / kPackRows, g1 = r1 / kPackRows;
+  constexpr MatvecFn kAnyTokens = by_token_count<groups<D, 1>, groups<D, 2>, groups<D, 3>, groups<D, 4>>;
   if (a.n_tok <= kMatvecTokGroup) {
-    groups_any_tokens<D>(a, g0, g1);
+    kAnyTokens(a, r0, r1);
     return;
   }
-  for (int64_t g = g0; g < g1; g++)
+  for (int64_t o = r0; o < r1; o += kPackRows)
     for (int t0 = 0; t0 < a.n_tok; t0 += kMatvecTokGroup)
-      groups_any_tokens<D>(token_group(a, t0, a.n_tok - t0 < kMatvecTokGroup ? a.n_tok - t0 : kMatvecTokGroup), g, g + 1);
+      kAnyTokens(token_group(a, t0, a.n_tok - t0 < kMatvecTokGroup ? a.n_tok - t0 : kMatvecTokGroup), o, o + kPackRows);
 }
 
 }  // namespace
