@@ -468,7 +468,7 @@ void expect_exact_batch_matches_one_token_calls(const Tensor& W, uint32_t seed, 
 
 TEST(Kernels, ExactBatchScopeMatchesOneTokenCalls) {
   LevelGuard guard;
-  for (DType type : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K})
+  for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K})
     for (kk::KernelLevel level : simd_levels()) {
       kk::set_kernel_level(level);
       const Weights w = make_weights(type, 512, 300, 91);

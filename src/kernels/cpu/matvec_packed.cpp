@@ -104,18 +104,11 @@ void groups(const MatvecArgs& a, int64_t r0, int64_t r1) {
                      [&](int64_t g) { groups_kernel<D, 1, NT>(a, g, 0); });
 }
 
-// More than 4 tokens: groups of 4 tokens over one row group at a time, whose 16 rows stay in L1
-// from one token group to the next (matvec_token_groups' row blocks of 4 would split a group).
+// More than 4 tokens: matvec_token_groups' L2-sized blocks (multiples of 64 rows, so 16-row
+// groups stay whole; chunks start at multiples of 64 and end at n_out, a multiple of 16).
 template <class D>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  constexpr MatvecFn kAnyTokens = by_token_count<groups<D, 1>, groups<D, 2>, groups<D, 3>, groups<D, 4>>;
-  if (a.n_tok <= kMatvecTokGroup) {
-    kAnyTokens(a, r0, r1);
-    return;
-  }
-  for (int64_t o = r0; o < r1; o += kPackRows)
-    for (int t0 = 0; t0 < a.n_tok; t0 += kMatvecTokGroup)
-      kAnyTokens(token_group(a, t0, a.n_tok - t0 < kMatvecTokGroup ? a.n_tok - t0 : kMatvecTokGroup), o, o + kPackRows);
+  matvec_token_groups<by_token_count<groups<D, 1>, groups<D, 2>, groups<D, 3>, groups<D, 4>>>(a, r0, r1);
 }
 
 }  // namespace
