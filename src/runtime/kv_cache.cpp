@@ -19,7 +19,8 @@ KVCache::KVCache(int n_layer, int n_ctx, int n_head_kv, int head_dim, DType type
   check(kernels::attn_kv_type_supported(type, head_dim), "KV cache type ", dtype_name(type),
         " is not supported for head_dim ", head_dim, " (f32, f16, bf16, or q8_0 with head_dim % 32 == 0)");
   head_row_bytes_ = kite::row_bytes(type, head_dim);
-  page_bytes_ = size_t(n_layer) * n_head_kv * kPageTokens * head_row_bytes_;
+  block_bytes_ = size_t(kPageTokens) * head_row_bytes_;
+  page_bytes_ = size_t(n_layer) * n_head_kv * block_bytes_;
   const int need = pages_for_positions(n_ctx);
   if (n_pages <= 0) n_pages = need;
   check(n_pages >= need, "KV cache budget too small: ", n_pages, " pages of ", kPageTokens, " tokens (",
@@ -29,6 +30,7 @@ KVCache::KVCache(int n_layer, int n_ctx, int n_head_kv, int head_dim, DType type
   k_.resize(size_t(n_pages) * page_bytes_);
   v_.resize(size_t(n_pages) * page_bytes_);
   pages_.resize(n_pages);
+  head_bytes_ = size_t(n_pages) * block_bytes_;
   // Taken from the back: page 0 first, so a fresh sequence's pages are in address order.
   for (int p = n_pages - 1; p >= 0; p--) free_.push_back(p);
 }
@@ -191,8 +193,13 @@ void KVCache::store(int layer, int pos0, int n_tok, const float* k, const float*
         continue;
       }
       const int fresh = take_page();
-      std::copy_n(k_.data() + size_t(old) * page_bytes_, page_bytes_, k_.data() + size_t(fresh) * page_bytes_);
-      std::copy_n(v_.data() + size_t(old) * page_bytes_, page_bytes_, v_.data() + size_t(fresh) * page_bytes_);
+      for (int l = 0; l < n_layer_; l++)
+        for (int g = 0; g < n_head_kv_; g++) {
+          const size_t from = head_base(l, g) + size_t(old) * block_bytes_;
+          const size_t to = head_base(l, g) + size_t(fresh) * block_bytes_;
+          std::copy_n(k_.data() + from, block_bytes_, k_.data() + to);
+          std::copy_n(v_.data() + from, block_bytes_, v_.data() + to);
+        }
       table_[i] = fresh;
       release_page(old);
     }
@@ -215,14 +222,14 @@ void KVCache::store(int layer, int pos0, int n_tok, const float* k, const float*
 
 kernels::AttnKV KVCache::layer(int layer) const {
   kernels::AttnKV a;
-  const size_t layer_off = size_t(layer) * n_head_kv_ * kPageTokens * head_row_bytes_;
+  const size_t layer_off = head_base(layer, 0);
   a.k = k_.data() + layer_off;
   a.v = v_.data() + layer_off;
   a.row_stride = head_row_bytes_;
-  a.head_stride = size_t(kPageTokens) * head_row_bytes_;
+  a.head_stride = head_bytes_;
   a.type = type_;
   a.pages = table_.data();
-  a.page_stride = page_bytes_;
+  a.page_stride = block_bytes_;
   return a;
 }
 

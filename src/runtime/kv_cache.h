@@ -88,10 +88,16 @@ class KVCache {
     std::vector<int32_t> tokens;  // the page's tokens (when registered): verifies hash hits
     std::list<int>::iterator lru;  // position in lru_ while unreferenced and registered
   };
+  // Pool layout (K and V alike): [n_layer][n_head_kv][n_pages][kPageTokens][head_row_bytes].
+  // One (layer, head)'s blocks of successive pages are adjacent, so decode attention, which
+  // streams one head's keys from position 0 on, reads a sequential stretch of memory when the
+  // pages were taken in order (a fresh sequence's are) and the hardware prefetchers keep up; with
+  // whole pages contiguous ([page][layer][head]) each 64-row block was a jump of a page.
   size_t offset(int layer, int head, int pos) const {
-    return size_t(table_[pos / kPageTokens]) * page_bytes_ +
-           ((size_t(layer) * n_head_kv_ + head) * kPageTokens + pos % kPageTokens) * head_row_bytes_;
+    return head_base(layer, head) + size_t(table_[pos / kPageTokens]) * block_bytes_ +
+           size_t(pos % kPageTokens) * head_row_bytes_;
   }
+  size_t head_base(int layer, int head) const { return (size_t(layer) * n_head_kv_ + head) * head_bytes_; }
   int take_page();                 // from the free list, else evicting the LRU cached page
   void release_page(int p);        // the table no longer references p
   void unregister(int p);
@@ -99,8 +105,11 @@ class KVCache {
 
   int n_layer_, n_ctx_, n_head_kv_, head_dim_;
   DType type_;
-  size_t head_row_bytes_, page_bytes_;
-  std::vector<uint8_t> k_, v_;     // [n_pages][page_bytes]
+  size_t head_row_bytes_;
+  size_t block_bytes_;             // one page of one (layer, head): kPageTokens rows
+  size_t head_bytes_;              // all pages of one (layer, head)
+  size_t page_bytes_;              // one page over all layers and heads (K or V)
+  std::vector<uint8_t> k_, v_;     // [n_layer][n_head_kv][n_pages][kPageTokens][head_row_bytes]
   std::vector<Page> pages_;
   std::vector<int32_t> table_;     // block table: pool page of each kPageTokens positions
   std::vector<int> free_;          // unreferenced, unregistered pages
