@@ -350,11 +350,19 @@ inline void reduce4_halves(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m12
   *hi = _mm_add_epi32(_mm512_extracti32x4_epi32(u, 2), _mm512_extracti32x4_epi32(u, 3));
 }
 
-// The four keys' fp16 scales of blocks b (elements 0-3) and b + 1 (elements 4-7), as floats.
-inline __m256 key_scales2(const uint8_t* const* k, int b) {
-  const auto d = [&](int kk, int bb) { return short(reinterpret_cast<const BlockQ8_0*>(k[kk])[bb].d); };
-  return _mm256_cvtph_ps(
-      _mm_setr_epi16(d(0, b), d(1, b), d(2, b), d(3, b), d(0, b + 1), d(1, b + 1), d(2, b + 1), d(3, b + 1)));
+// The fp16 scales of blocks 0 .. hd/32 - 1 of keys 0 .. Bc-1 of a Q8_0 block, as floats:
+// d[b][j] (keys past nb repeat key nb - 1), 16 keys per gather.
+inline void gather_q8_scales(const uint8_t* rows, size_t stride, int nb, int n_blk, float (*d)[Bc]) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int j = 0; j < Bc; j += 16) {
+    const __m512i key = _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j)), _mm512_set1_epi32(nb - 1));
+    const __m512i off = _mm512_mullo_epi32(key, _mm512_set1_epi32(int(stride)));
+    for (int b = 0; b < n_blk; b++) {
+      // 4 bytes from the block's start: its fp16 scale in the low half (a row has >= 34 bytes).
+      const __m512i w = _mm512_i32gather_epi32(off, rows + b * sizeof(BlockQ8_0), 1);
+      _mm512_store_ps(d[b] + j, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
+    }
+  }
 }
 
 // Blocks 2p and 2p+1 of a Q8_0 row as one vector of 64 bytes, offset by 128 (unsigned).
@@ -366,25 +374,23 @@ inline __m512i key_pair(const uint8_t* row, int p) {
   return _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
 }
 
-// Query rows quantized for the int8 scores, per pair p of blocks: the 64 bytes, the start of the
-// accumulator (-128 * sum(q) of each block in the first lane of its half) and the two scales.
+// Query rows quantized for the int8 scores, per pair p of blocks: the 64 bytes and the start of
+// the accumulator (-128 * sum(q) of each block in the first lane of its half); per block, d.
 struct QueryQ8 {
   alignas(64) int8_t qs[kQ8Rows][kQ8MaxHd];
   float d[kQ8Rows][kQ8MaxHd / 32];
   int32_t s[kQ8Rows][kQ8MaxHd / 32];
   __m512i init[kQ8Rows][kQ8MaxHd / 64];
-  __m256 dq[kQ8Rows][kQ8MaxHd / 64];  // d of block 2p in elements 0-3, of block 2p + 1 in 4-7
 };
 
-// Rows r0 (and r0 + 1 when R2 = 2) of q against keys k[0..4): four scores per row.
+// Rows r0 (and r0 + 1 when R2 = 2) of q against keys k[0..4): the integer dot products of each
+// block, isum[r][b][kk] for the four keys.
 template <int R2>
-__attribute__((always_inline)) inline void scores_group_q8(const QueryQ8& q, int r0, int hd, const uint8_t* const* k,
-                                                           __m128* out) {
-  for (int r = 0; r < R2; r++) out[r] = _mm_setzero_ps();
+__attribute__((always_inline)) inline void block_dots_q8(const QueryQ8& q, int r0, int hd, const uint8_t* const* k,
+                                                         int32_t (*const* isum)[Bc], int j) {
   for (int p = 0; p < hd / 64; p++) {
     __m512i kv[4];
     for (int kk = 0; kk < 4; kk++) kv[kk] = key_pair(k[kk], p);
-    const __m256 dk = key_scales2(k, 2 * p);
     for (int r = 0; r < R2; r++) {
       const int rr = r0 + r;
       const __m512i qv = _mm512_load_si512(q.qs[rr] + 64 * p);
@@ -392,37 +398,56 @@ __attribute__((always_inline)) inline void scores_group_q8(const QueryQ8& q, int
       for (int kk = 0; kk < 4; kk++) a[kk] = _mm512_dpbusd_epi32(q.init[rr][p], kv[kk], qv);
       __m128i lo, hi;
       reduce4_halves(a[0], a[1], a[2], a[3], &lo, &hi);
-      const __m256 sc = _mm256_mul_ps(dk, q.dq[rr][p]);
-      out[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(lo), _mm256_castps256_ps128(sc), out[r]);
-      out[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(hi), _mm256_extractf128_ps(sc, 1), out[r]);
+      _mm_store_si128(reinterpret_cast<__m128i*>(isum[r][2 * p] + j), lo);
+      _mm_store_si128(reinterpret_cast<__m128i*>(isum[r][2 * p + 1] + j), hi);
     }
   }
 }
 
+// Scores = sum over blocks b of float(isum_b) * (dk_b * dq_b), in block order, one fma per block
+// (the first on a zero accumulator): per lane, so every score gets the same bits whatever nb,
+// the key's place in its group or the number of rows.
 void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride, int nb, float* S,
                const uint8_t* K_next) {
   QueryQ8 q;
+  const int n_blk = hd / 32;
+  alignas(64) float dk[kQ8MaxHd / 32][Bc];
+  gather_q8_scales(K, k_stride, nb, n_blk, dk);
+  alignas(64) int32_t isum[2][kQ8MaxHd / 32][Bc];
+  int32_t(*const rows_isum[2])[Bc] = {isum[0], isum[1]};
+  // The groups of 4 fill keys up to nb rounded up to 4; the vector pass reads up to a multiple
+  // of 16: defined zeros there (those scores are never read).
+  const int filled = (nb + 3) / 4 * 4, read = (nb + 15) / 16 * 16;
+  if (read > filled)
+    for (auto& row : isum)
+      for (int b = 0; b < n_blk; b++) std::fill(row[b] + filled, row[b] + read, 0);
   for (int r0 = 0; r0 < R; r0 += kQ8Rows) {
     const int nr = std::min(kQ8Rows, R - r0);
     for (int r = 0; r < nr; r++) {
       quantize_row_q8(Q + size_t(r0 + r) * hd, hd, q.qs[r], q.d[r], q.s[r]);
-      for (int p = 0; p < hd / 64; p++) {
+      for (int p = 0; p < hd / 64; p++)
         q.init[r][p] = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, -128 * q.s[r][2 * p]), 1 << 8,
                                               -128 * q.s[r][2 * p + 1]);
-        q.dq[r][p] = _mm256_insertf128_ps(_mm256_set1_ps(q.d[r][2 * p]), _mm_set1_ps(q.d[r][2 * p + 1]), 1);
-      }
     }
-    // Keys in groups of 4, the last padded with copies of the last key (as scores_rows).
-    for (int j = 0; j < nb; j += 4) {
-      const uint8_t* k[4];
-      for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
-      if (K_next && r0 == 0) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
-      for (int r = 0; r < nr; r += 2) {
-        __m128 sums[2];
-        if (r + 1 < nr) scores_group_q8<2>(q, r, hd, k, sums);
-        else scores_group_q8<1>(q, r, hd, k, sums);
-        for (int rr = r; rr < std::min(nr, r + 2); rr++) {
-          _mm_storeu_ps(S + size_t(r0 + rr) * Bc + j, sums[rr - r]);  // as scores_rows
+    for (int r = 0; r < nr; r += 2) {
+      const int n2 = std::min(2, nr - r);
+      // Keys in groups of 4, the last padded with copies of the last key (as scores_rows).
+      for (int j = 0; j < nb; j += 4) {
+        const uint8_t* k[4];
+        for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
+        if (K_next && r0 == 0 && r == 0) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
+        if (n2 == 2) block_dots_q8<2>(q, r, hd, k, rows_isum, j);
+        else block_dots_q8<1>(q, r, hd, k, rows_isum, j);
+      }
+      for (int rr = 0; rr < n2; rr++) {
+        float* srow = S + size_t(r0 + r + rr) * Bc;
+        for (int j = 0; j < nb; j += 16) {
+          __m512 sc = _mm512_setzero_ps();
+          for (int b = 0; b < n_blk; b++) {
+            const __m512 w = _mm512_mul_ps(_mm512_load_ps(dk[b] + j), _mm512_set1_ps(q.d[r + rr][b]));
+            sc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(isum[rr][b] + j)), w, sc);
+          }
+          _mm512_storeu_ps(srow + j, sc);  // S rows hold Bc floats; nothing reads past nb
         }
       }
     }
@@ -459,18 +484,6 @@ inline void pv_cols(const float* P, int nb, const uint8_t* V, size_t v_stride, i
     const uint8_t* vr = V + j * v_stride;
     if (V_next) prefetch_bytes(V_next + j * v_stride, v_stride);
     __m512 vv[NV];
-    if constexpr (std::is_same_v<L, RowQ8_0>) {
-      // Q8_0: the block scale joins the probability (p * d, then * q) instead of each element
-      // (d * q, then * p): one multiply per block and row instead of one per 16 elements.
-      for (int v = 0; v < NV; v++) vv[v] = RowQ8_0::unscaled(vr, d0 + 16 * v);
-      const float dlo = RowQ8_0::scale(vr, d0), dhi = NV > 2 ? RowQ8_0::scale(vr, d0 + 32) : dlo;
-      for (int r = 0; r < R2; r++) {
-        const float p = P[size_t(r) * Bc + j];
-        const __m512 plo = _mm512_set1_ps(p * dlo), phi = _mm512_set1_ps(p * dhi);
-        for (int v = 0; v < NV; v++) a[r][v] = _mm512_fmadd_ps(v < 2 ? plo : phi, vv[v], a[r][v]);
-      }
-      continue;
-    }
     for (int v = 0; v < NV; v++) vv[v] = L::load(vr, d0 + 16 * v);
     for (int r = 0; r < R2; r++) {
       const __m512 p = _mm512_set1_ps(P[size_t(r) * Bc + j]);
@@ -500,12 +513,64 @@ void pv_all(const float* P, int R, int nb, const uint8_t* V, size_t v_stride, in
     pv_rows<L, 1>(P + size_t(r) * Bc, nb, V, v_stride, hd, corr + r, acc + size_t(r) * hd, V_next);
 }
 
+// Q8_0 values: the block scale joins the probability (p * d, then * q) instead of each element
+// (d * q, then * p). The products p * d of a block's 64 keys are formed first, vectorised (scales
+// gathered 16 keys at a time), so the key loop is loads, conversions and FMAs with the weights
+// broadcast from memory.
+template <int R2, int NV>
+inline void pv_q8_cols(const float (*pd)[kQ8MaxHd / 32][Bc], int nb, const uint8_t* V, size_t v_stride, int hd,
+                       const float* corr, float* acc, int d0, const uint8_t* V_next) {
+  __m512 a[R2][NV];
+  for (int r = 0; r < R2; r++) {
+    const __m512 c = _mm512_set1_ps(corr[r]);
+    for (int v = 0; v < NV; v++) a[r][v] = _mm512_mul_ps(c, _mm512_loadu_ps(acc + size_t(r) * hd + d0 + 16 * v));
+  }
+  for (int j = 0; j < nb; j++) {
+    const uint8_t* vr = V + j * v_stride;
+    if (V_next) prefetch_bytes(V_next + j * v_stride, v_stride);
+    __m512 vv[NV];
+    for (int v = 0; v < NV; v++) vv[v] = RowQ8_0::unscaled(vr, d0 + 16 * v);
+    for (int r = 0; r < R2; r++)
+      for (int v = 0; v < NV; v++)
+        a[r][v] = _mm512_fmadd_ps(_mm512_set1_ps(pd[r][(d0 + 16 * v) / 32][j]), vv[v], a[r][v]);
+  }
+  for (int r = 0; r < R2; r++)
+    for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + size_t(r) * hd + d0 + 16 * v, a[r][v]);
+}
+
+void pv_q8(const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr, float* acc,
+           const uint8_t* V_next) {
+  const int n_blk = hd / 32;
+  alignas(64) float dv[kQ8MaxHd / 32][Bc];
+  gather_q8_scales(V, v_stride, nb, n_blk, dv);
+  alignas(64) float pd[2][kQ8MaxHd / 32][Bc];  // [row of the pair][block][key]
+  for (int r = 0; r < R; r += 2, V_next = nullptr) {
+    const int n2 = std::min(2, R - r);
+    for (int rr = 0; rr < n2; rr++)
+      for (int b = 0; b < n_blk; b++)
+        for (int j = 0; j < nb; j += 16)
+          _mm512_store_ps(pd[rr][b] + j,
+                          _mm512_mul_ps(_mm512_loadu_ps(P + size_t(r + rr) * Bc + j), _mm512_load_ps(dv[b] + j)));
+    float* ar = acc + size_t(r) * hd;
+    int d0 = 0;
+    for (; d0 + 64 <= hd; d0 += 64, V_next = nullptr) {
+      if (n2 == 2) pv_q8_cols<2, 4>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
+      else pv_q8_cols<1, 4>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
+    }
+    for (; d0 < hd; d0 += 16, V_next = nullptr) {
+      if (n2 == 2) pv_q8_cols<2, 1>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
+      else pv_q8_cols<1, 1>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
+    }
+  }
+}
+
 void pv(const float* P, int R, int nb, const float* V, size_t v_stride, int hd, const float* corr, float* acc) {
   pv_all<RowF32>(P, R, nb, reinterpret_cast<const uint8_t*>(V), v_stride * sizeof(float), hd, corr, acc);
 }
 
 void pv_kv(DType t, const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr,
            float* acc, const uint8_t* V_next) {
+  if (t == DType::Q8_0 && hd <= kQ8MaxHd) return pv_q8(P, R, nb, V, v_stride, hd, corr, acc, V_next);
   with_row_loader(t, [&](auto row) { pv_all<decltype(row)>(P, R, nb, V, v_stride, hd, corr, acc, V_next); });
 }
 
