@@ -1,4 +1,4 @@
-// CLI of the KV cache and attention work: bench-attn, --kv-type, bench --depth / --prefix-test,
+// CLI of the KV cache and attention work: bench-attn, --kv-type, bench --depth / --prefix-test / --verify-batch,
 // and their bad-input errors.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -93,6 +93,26 @@ TEST(KvCli, PromptCacheRoundTripAndErrors) {
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.out.find("corrupted"), std::string::npos) << bad.out;
   std::remove(file.c_str());
+}
+
+// bench --depth and --verify-batch: one entry per value, the verify costs relative to the first
+// size; sizes outside 1..65 are a clear error.
+TEST(KvCli, BenchDepthAndVerifyBatchJson) {
+  KITE_REQUIRE_SHARED("models/stories260K.gguf");
+  const std::string m = "bench -m " + shared_q("models/stories260K.gguf") + " -t 1 -r 1 ";
+  CliRun r = run(m + "-p 16 -n 4 --depth 8,40 --verify-batch 1,3,5 --json", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["depths"].size(), 2u);
+  EXPECT_EQ(j["depths"][1]["depth"], 40);
+  EXPECT_GT(j["depths"][1]["tg_tok_s"].get<double>(), 0);
+  ASSERT_EQ(j["verify"].size(), 3u);
+  EXPECT_EQ(j["verify"][2]["tokens"], 5);
+  EXPECT_DOUBLE_EQ(j["verify"][0]["vs_first"].get<double>(), 1.0);
+  EXPECT_GT(j["verify"][2]["ms"].get<double>(), 0);
+  CliRun bad = run(m + "-p 16 -n 0 --verify-batch 1,66");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("--verify-batch"), std::string::npos) << bad.out;
 }
 
 TEST(KvCli, KvBudgetTooSmallIsAClearError) {

@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/profile.h"
+#include "kernels/kernels.h"
 #include "runtime/membw.h"
 #include "kite/kite.h"
 #include "model/model.h"
@@ -106,6 +107,49 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
   return arr;
 }
 
+// What a speculative verification pass costs: a batch of n tokens evaluated as speculative
+// decoding does (ExactBatchScope: each token gets the bits of a one-token step; logits of every
+// token), after `depth` cached tokens, truncated back after each pass. The sizes take turns
+// within each repetition, and each is reported against the first size (usually 1: a plain step).
+nlohmann::json bench_verify(const std::shared_ptr<const Model>& model, const std::vector<int>& sizes, int depth,
+                            int reps, int threads, KVType kv_type, bool json) {
+  const int n_vocab = model->n_vocab();
+  int max_n = 1;
+  for (int n : sizes) {
+    check(n >= 1 && n <= kernels::kExactBatchTokens, "bench: --verify-batch sizes must be 1..",
+          kernels::kExactBatchTokens);
+    max_n = std::max(max_n, n);
+  }
+  SessionOptions so;
+  so.n_ctx = depth + max_n + 1;
+  so.n_threads = threads;
+  so.kv_type = kv_type;
+  Session s(model, so);
+  s.eval(synthetic_tokens(depth, n_vocab, 2));
+  kernels::ExactBatchScope exact;
+  std::vector<std::vector<double>> ms(sizes.size());
+  const int passes = std::max(1, reps) * 10;  // a pass is a few ms: more of them
+  for (int r = 0; r < passes; r++)
+    for (size_t i = 0; i < sizes.size(); i++) {
+      const std::vector<int32_t> batch = synthetic_tokens(sizes[i], n_vocab, 3 + r);
+      const auto t0 = std::chrono::steady_clock::now();
+      s.eval(batch, /*all_logits=*/true);
+      ms[i].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      s.truncate(depth);
+    }
+  nlohmann::json arr = nlohmann::json::array();
+  const double first = stats(ms[0]).median;
+  for (size_t i = 0; i < sizes.size(); i++) {
+    const Stats st = stats(ms[i]);
+    arr.push_back({{"tokens", sizes[i]}, {"ms", st.median}, {"ms_min", st.min}, {"ms_max", st.max},
+                   {"vs_first", st.median / first}});
+    if (!json)
+      std::printf("verify %3d tokens  %8.3f ms  (%.2fx %d token%s; min %.3f, max %.3f; depth %d, %d threads)\n", sizes[i],
+                  st.median, st.median / first, sizes[0], sizes[0] == 1 ? "" : "s", st.min, st.max, depth, threads);
+  }
+  return arr;
+}
+
 // Two requests sharing a prefix of n_prefix tokens and differing in their last 24 tokens (the
 // "last sentence"). Cold: the first request on an empty session. Warm: the second request on
 // the same session, which keeps the cached common prefix (Session::reuse_prefix) and evaluates
@@ -151,7 +195,7 @@ Runner add_bench(CLI::App& app) {
   struct Opts {
     ModelFlags mf;
     int n_prompt = 512, n_gen = 128, reps = 5;
-    std::string threads = "2", kv_type = "f32", depths;
+    std::string threads = "2", kv_type = "f32", depths, verify;
     int prefix_test = 0;
     double kv_mem = 0;
     bool json = false, membw = false, profile = false;
@@ -171,6 +215,9 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("--depth", o->depths,
                   "decode speed after a cached context of each of these depths, comma separated "
                   "(JSON \"depths\"; last -t thread count, -n tokens)");
+  sub->add_option("--verify-batch", o->verify,
+                  "cost of speculative verification passes of these token counts, comma separated, after -p "
+                  "cached tokens, each against the first count (JSON \"verify\"; last -t thread count)");
   sub->add_option("--prefix-test", o->prefix_test,
                   "time to first token of two requests sharing a prefix of N tokens, cold and with the "
                   "second reusing the cached prefix (JSON ttft_cold_ms, ttft_warm_ms)");
@@ -288,6 +335,9 @@ Runner add_bench(CLI::App& app) {
     const int threads_last = thread_counts.back();
     if (!o->depths.empty()) out["depths"] = bench_depths(model, parse_list(o->depths), o->n_gen, o->reps, threads_last,
                                                          kv_type, o->json);
+    if (!o->verify.empty())
+      out["verify"] = bench_verify(model, parse_list(o->verify), std::max(1, o->n_prompt), o->reps, threads_last,
+                                   kv_type, o->json);
     if (o->prefix_test > 0) {
       const nlohmann::json p = bench_prefix(model, o->prefix_test, threads_last, kv_type, o->kv_mem, o->json);
       for (auto& [k, v] : p.items()) out[k] = v;
