@@ -472,9 +472,12 @@ float exp_sum(float* x, int n, float m) {
   return _mm512_reduce_add_ps(sv);
 }
 
-template <class L, int R2, int NV>
-inline void pv_cols(const float* P, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr,
-                    float* acc, int d0, const uint8_t* V_next) {
+// acc[r][d0 .. d0 + 16 NV) = corr[r] * acc + sum_j weight(r, j, v) * L::load(V row j, d0 + 16 v):
+// the P·V step for rows r < R2, one vector of values per 16 elements, loaded once for all rows.
+template <class L, int R2, int NV, class Weight>
+__attribute__((always_inline)) inline void pv_cols_by(int nb, const uint8_t* V, size_t v_stride, int hd,
+                                                      const float* corr, float* acc, int d0, const uint8_t* V_next,
+                                                      Weight weight) {
   __m512 a[R2][NV];
   for (int r = 0; r < R2; r++) {
     const __m512 c = _mm512_set1_ps(corr[r]);
@@ -485,13 +488,18 @@ inline void pv_cols(const float* P, int nb, const uint8_t* V, size_t v_stride, i
     if (V_next) prefetch_bytes(V_next + j * v_stride, v_stride);
     __m512 vv[NV];
     for (int v = 0; v < NV; v++) vv[v] = L::load(vr, d0 + 16 * v);
-    for (int r = 0; r < R2; r++) {
-      const __m512 p = _mm512_set1_ps(P[size_t(r) * Bc + j]);
-      for (int v = 0; v < NV; v++) a[r][v] = _mm512_fmadd_ps(p, vv[v], a[r][v]);
-    }
+    for (int r = 0; r < R2; r++)
+      for (int v = 0; v < NV; v++) a[r][v] = _mm512_fmadd_ps(_mm512_set1_ps(weight(r, j, v)), vv[v], a[r][v]);
   }
   for (int r = 0; r < R2; r++)
     for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + size_t(r) * hd + d0 + 16 * v, a[r][v]);
+}
+
+template <class L, int R2, int NV>
+inline void pv_cols(const float* P, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr,
+                    float* acc, int d0, const uint8_t* V_next) {
+  pv_cols_by<L, R2, NV>(nb, V, v_stride, hd, corr, acc, d0, V_next,
+                        [&](int r, int j, int) { return P[size_t(r) * Bc + j]; });
 }
 
 // V_next (may be null): the next block's values, prefetched during the first pass over V.
@@ -520,22 +528,11 @@ void pv_all(const float* P, int R, int nb, const uint8_t* V, size_t v_stride, in
 template <int R2, int NV>
 inline void pv_q8_cols(const float (*pd)[kQ8MaxHd / 32][Bc], int nb, const uint8_t* V, size_t v_stride, int hd,
                        const float* corr, float* acc, int d0, const uint8_t* V_next) {
-  __m512 a[R2][NV];
-  for (int r = 0; r < R2; r++) {
-    const __m512 c = _mm512_set1_ps(corr[r]);
-    for (int v = 0; v < NV; v++) a[r][v] = _mm512_mul_ps(c, _mm512_loadu_ps(acc + size_t(r) * hd + d0 + 16 * v));
-  }
-  for (int j = 0; j < nb; j++) {
-    const uint8_t* vr = V + j * v_stride;
-    if (V_next) prefetch_bytes(V_next + j * v_stride, v_stride);
-    __m512 vv[NV];
-    for (int v = 0; v < NV; v++) vv[v] = RowQ8_0::unscaled(vr, d0 + 16 * v);
-    for (int r = 0; r < R2; r++)
-      for (int v = 0; v < NV; v++)
-        a[r][v] = _mm512_fmadd_ps(_mm512_set1_ps(pd[r][(d0 + 16 * v) / 32][j]), vv[v], a[r][v]);
-  }
-  for (int r = 0; r < R2; r++)
-    for (int v = 0; v < NV; v++) _mm512_storeu_ps(acc + size_t(r) * hd + d0 + 16 * v, a[r][v]);
+  struct Unscaled {  // the block's quants as floats; the scale is in pd
+    static __m512 load(const uint8_t* row, int d) { return RowQ8_0::unscaled(row, d); }
+  };
+  pv_cols_by<Unscaled, R2, NV>(nb, V, v_stride, hd, corr, acc, d0, V_next,
+                               [&](int r, int j, int v) { return pd[r][(d0 + 16 * v) / 32][j]; });
 }
 
 void pv_q8(const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr, float* acc,
