@@ -387,7 +387,7 @@ struct QueryQ8 {
 // block, isum[r][b][kk] for the four keys.
 template <int R2>
 __attribute__((always_inline)) inline void block_dots_q8(const QueryQ8& q, int r0, int hd, const uint8_t* const* k,
-                                                         int32_t (*const* isum)[Bc], int j) {
+                                                         int32_t (*isum)[kQ8MaxHd / 32][Bc], int j) {
   for (int p = 0; p < hd / 64; p++) {
     __m512i kv[4];
     for (int kk = 0; kk < 4; kk++) kv[kk] = key_pair(k[kk], p);
@@ -413,8 +413,7 @@ void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride,
   const int n_blk = hd / 32;
   alignas(64) float dk[kQ8MaxHd / 32][Bc];
   gather_q8_scales(K, k_stride, nb, n_blk, dk);
-  alignas(64) int32_t isum[2][kQ8MaxHd / 32][Bc];
-  int32_t(*const rows_isum[2])[Bc] = {isum[0], isum[1]};
+  alignas(64) int32_t isum[2][kQ8MaxHd / 32][Bc];  // [row of the pair][block][key]
   // The groups of 4 fill keys up to nb rounded up to 4; the vector pass reads up to a multiple
   // of 16: defined zeros there (those scores are never read).
   const int filled = (nb + 3) / 4 * 4, read = (nb + 15) / 16 * 16;
@@ -436,8 +435,8 @@ void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride,
         const uint8_t* k[4];
         for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
         if (K_next && r0 == 0 && r == 0) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
-        if (n2 == 2) block_dots_q8<2>(q, r, hd, k, rows_isum, j);
-        else block_dots_q8<1>(q, r, hd, k, rows_isum, j);
+        if (n2 == 2) block_dots_q8<2>(q, r, hd, k, isum, j);
+        else block_dots_q8<1>(q, r, hd, k, isum, j);
       }
       for (int rr = 0; rr < n2; rr++) {
         float* srow = S + size_t(r0 + r + rr) * Bc;
