@@ -44,14 +44,19 @@ TEST(QuantRecipe, Q4KMMix) {
   auto type = [&](const std::string& name, int n_dims = 2, int64_t n = 512) {
     return choose_tensor_type(r, {}, name, n_dims, n, 8).type;
   };
-  // use_more_bits on 8 layers: 0, 3, 6, 7
-  EXPECT_EQ(type("blk.0.attn_v.weight"), DType::Q6_K);
-  EXPECT_EQ(type("blk.1.attn_v.weight"), DType::Q4_K);
-  EXPECT_EQ(type("blk.3.ffn_down.weight"), DType::Q6_K);
+  // Q5_K where the zoo teacher's perplexity is most sensitive: ffn_down, output, token_embd
+  EXPECT_EQ(type("blk.0.attn_v.weight"), DType::Q4_K);
+  EXPECT_EQ(type("blk.1.attn_q.weight"), DType::Q4_K);
+  EXPECT_EQ(type("blk.3.ffn_down.weight"), DType::Q5_K);
   EXPECT_EQ(type("blk.4.ffn_down.weight"), DType::Q5_K);
-  EXPECT_EQ(type("blk.7.ffn_down.weight"), DType::Q6_K);
   EXPECT_EQ(type("blk.2.ffn_up.weight"), DType::Q4_K);
   EXPECT_EQ(type("output.weight"), DType::Q5_K);
+  EXPECT_EQ(type("token_embd.weight"), DType::Q5_K);
+  // Q5_K_M: use_more_bits on 8 layers: 0, 3, 6, 7
+  const QuantRecipe r5 = quant_recipe("Q5_K_M");
+  EXPECT_EQ(choose_tensor_type(r5, {}, "blk.0.attn_v.weight", 2, 512, 8).type, DType::Q6_K);
+  EXPECT_EQ(choose_tensor_type(r5, {}, "blk.1.attn_v.weight", 2, 512, 8).type, DType::Q5_K);
+  EXPECT_EQ(choose_tensor_type(r5, {}, "blk.7.ffn_down.weight", 2, 512, 8).type, DType::Q6_K);
   EXPECT_EQ(choose_tensor_type(quant_recipe("Q4_0"), {}, "output.weight", 2, 512, 8).type, DType::Q6_K);
   EXPECT_EQ(type("blk.0.attn_norm.weight", 1), DType::F32);
   // --keep wins, with wildcards
@@ -124,6 +129,40 @@ TEST(Quantize, ConvertAndRequantizeRoundTrip) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("note: "), std::string::npos) << r.out;  // 64-wide rows: fallback noted
   EXPECT_EQ(greedy(q4, "Once upon a time").size(), 8u);
+  fs::remove_all(dir);
+}
+
+// --calib writes the calibrated file only where it beats the uncalibrated one on held-out
+// calibration text and on the model's own samples; the JSON says what was compared and kept.
+TEST(Quantize, CalibratedFileIsCheckedAgainstPlain) {
+  KITE_REQUIRE_SHARED("models/stories260K.gguf");
+  KITE_REQUIRE_SHARED("corpus/tinystories_valid_head.txt");
+  const fs::path dir = fresh_temp_dir("quant_calib");
+  const std::string src = shared_path("models/stories260K.gguf"), out = (dir / "q.gguf").string(),
+                    calib = (dir / "calib.txt").string();
+  {
+    std::ofstream f(calib);
+    f << read_text_file(shared_path("corpus/tinystories_valid_head.txt")).substr(0, 6000);
+  }
+  auto r = run_cli("quantize " + q(src) + " " + q(out) + " --type Q4_0 --calib " + q(calib) +
+                       " --calib-ctx 64 --calib-chunks 8 --json -t 1", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& c = j["calibration_check"];
+  ASSERT_TRUE(c.is_object()) << r.out;
+  const std::string kept = c["kept"];
+  EXPECT_TRUE(kept == "calibrated" || kept == "plain") << kept;
+  for (const char* text : {"heldout", "samples"}) {
+    ASSERT_TRUE(c.contains(text)) << r.out;
+    EXPECT_EQ(c[text]["tokens"].get<int>() % 64, 0) << text;  // whole chunks
+    EXPECT_GT(c[text]["ppl_calibrated"].get<double>(), 1.0) << text;
+    EXPECT_GT(c[text]["ppl_plain"].get<double>(), 1.0) << text;
+  }
+  const bool cal_won = c["heldout"]["ppl_calibrated"] < c["heldout"]["ppl_plain"] &&
+                       c["samples"]["ppl_calibrated"] < c["samples"]["ppl_plain"];
+  EXPECT_EQ(kept == "calibrated", cal_won);
+  EXPECT_FALSE(fs::exists(out + ".plain.tmp"));
+  EXPECT_EQ(greedy(out, "Once upon a time").size(), 8u);
   fs::remove_all(dir);
 }
 

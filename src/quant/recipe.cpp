@@ -108,9 +108,10 @@ TensorChoice choose_tensor_type(const QuantRecipe& r, const std::vector<TypeOver
     const bool more = layer >= 0 && more_bits(layer, n_layer);
     if (name == "output.weight") {
       t = r.name == "Q4_K_M" ? DType::Q5_K : DType::Q6_K;
-    } else if (r.name == "Q4_K_M" || r.name == "Q5_K_M") {
+    } else if (r.name == "Q4_K_M") {
+      if (contains(name, "ffn_down.") || name == "token_embd.weight") t = DType::Q5_K;
+    } else if (r.name == "Q5_K_M") {
       if ((contains(name, "attn_v.") || contains(name, "ffn_down.")) && more) t = DType::Q6_K;
-      else if (contains(name, "ffn_down.")) t = DType::Q5_K;
     } else if (r.name == "Q3_K_M") {
       if (contains(name, "attn_v.")) t = DType::Q5_K;
       else if (contains(name, "ffn_down.")) t = DType::Q4_K;
