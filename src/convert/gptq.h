@@ -22,8 +22,9 @@ bool gptq_supports(DType type);
 // it lowers the error on the calibration text but raises perplexity. Zoo teacher (widest: ffn_down,
 // 1536 columns), Q4_K_M, perplexity on valid.txt, calibrating on the first 2 MB of train.txt:
 // 32k tokens +0.73%, 49k +0.56%, 65k +0.48%, 131k +0.40%; without calibration +0.55%; GPTQ on the
-// 512-column matrices only, 32k: +0.81%. Other slices of 131k tokens gave +0.72% and +0.84%
-// (README): on this model the slice matters as much as the amount.
+// 512-column matrices only, 32k: +0.81% (the mix of that time). Other slices of 131k tokens gave
+// +0.72% and +0.84% (README): on this model the slice matters as much as the amount, which is why
+// `kite quantize` checks the calibrated file against the plain one (cmd_quantize.cpp).
 constexpr int64_t kGptqMinTokensPerColumn = 40;
 
 // W: [n_rows][n_in] floats (overwritten: used as work space). H: [n_in][n_in], sum of x x^T over
