@@ -149,7 +149,10 @@ Runner add_quant_report(CLI::App& app) {
     for (const auto& [name, t] : model->impl().tensors) n_params += t.n_elements();
 
     Imatrix im;
-    if (!o->calib.empty()) im = calibrate(model, o->calib, o->n_ctx, o->calib_chunks, o->n_threads, true);
+    if (!o->calib.empty()) {
+      const std::vector<int32_t> tokens = calibration_tokens(*model, o->calib, o->n_ctx, o->calib_chunks);
+      im = calibrate(model, tokens, o->n_ctx, o->calib_chunks, o->n_threads, true);
+    }
 
     namespace fs = std::filesystem;
     const fs::path dir = o->keep_dir.empty() ? fs::temp_directory_path() : fs::path(o->keep_dir);

@@ -26,9 +26,11 @@ Runner add_convert(CLI::App& app);
 Runner add_quant_report(CLI::App& app);
 
 // Calibration for quantization (cmd_quantize.cpp): reads a text (.xz decompressed, at most
-// max_bytes) and collects an importance matrix over up to `chunks` chunks of n_ctx tokens.
+// max_bytes), tokenizes enough of it for `chunks` chunks of n_ctx tokens (and some to spare), and
+// collects an importance matrix over up to `chunks` chunks of the tokens.
 std::string read_calibration_text(const std::string& path, size_t max_bytes);
-Imatrix calibrate(const std::shared_ptr<const Model>& model, const std::string& path, int n_ctx, int chunks,
+std::vector<int32_t> calibration_tokens(const Model& model, const std::string& path, int n_ctx, int chunks);
+Imatrix calibrate(const std::shared_ptr<const Model>& model, const std::vector<int32_t>& tokens, int n_ctx, int chunks,
                   int n_threads, bool hessian);
 Runner add_bench_attn(CLI::App& app);
 
