@@ -105,8 +105,7 @@ CheckText hold_out(const Model& model, std::vector<int32_t>& tokens, int n_ctx) 
   return h;
 }
 
-double check_ppl(const std::string& path, const CheckText& c, int n_threads) {
-  auto m = Model::load(path);
+double check_ppl(const std::shared_ptr<const Model>& m, const CheckText& c, int n_threads) {
   Session s(m, {.n_ctx = c.n_ctx, .n_threads = n_threads});
   return perplexity(s, c.tokens, c.n_ctx, c.chunks, PerplexityMethod::Stream).ppl;
 }
@@ -136,17 +135,24 @@ nlohmann::json calibrated_or_plain(const std::shared_ptr<const Model>& model, Ex
   nlohmann::json j;
   bool keep_cal = true;
   std::string what;
-  for (const auto& [name, text] : {std::pair<const char*, const CheckText*>{"heldout", &held}, {"samples", &samples}}) {
-    if (text->chunks == 0) continue;
-    const double c = check_ppl(out, *text, n_threads), p = check_ppl(plain, *text, n_threads);
-    keep_cal = keep_cal && c < p;
-    j[name] = {{"tokens", text->tokens.size()}, {"ppl_calibrated", c}, {"ppl_plain", p}};
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "%s%s (%zu tokens) %.4f calibrated vs %.4f", what.empty() ? "" : "; ",
-                  name == std::string("heldout") ? "held-out calibration text" : "the model's samples",
-                  text->tokens.size(), c, p);
-    what += buf;
-  }
+  {
+    const auto cal_model = Model::load(out), plain_model = Model::load(plain);
+    struct Check {
+      const char* key;
+      const char* label;
+      const CheckText& text;
+    };
+    for (const Check& k : {Check{"heldout", "held-out calibration text", held}, Check{"samples", "the model's samples", samples}}) {
+      if (k.text.chunks == 0) continue;
+      const double c = check_ppl(cal_model, k.text, n_threads), p = check_ppl(plain_model, k.text, n_threads);
+      keep_cal = keep_cal && c < p;
+      j[k.key] = {{"tokens", k.text.tokens.size()}, {"ppl_calibrated", c}, {"ppl_plain", p}};
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%s%s (%zu tokens) %.4f calibrated vs %.4f", what.empty() ? "" : "; ", k.label,
+                    k.text.tokens.size(), c, p);
+      what += buf;
+    }
+  }  // both files closed before one replaces the other
   j["kept"] = keep_cal ? "calibrated" : "plain";
   if (keep_cal) {
     std::filesystem::remove(plain);
