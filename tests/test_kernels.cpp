@@ -542,3 +542,53 @@ TEST(Kernels, PackedExactBatchMatchesOneTokenCalls) {
     expect_exact_batch_matches_one_token_calls(w.t, 94, std::string("packed ") + dtype_name(type));
   }
 }
+
+// ---- stream plans (kernels.h: StreamPlan) --------------------------------------------------------
+
+namespace {
+struct StreamPlanGuard {
+  kk::StreamPlan saved = kk::stream_plan();
+  ~StreamPlanGuard() { kk::set_stream_plan(saved); }
+};
+}  // namespace
+
+// The two ways of streaming the weights (chosen per CPU vendor) sum every output the same way:
+// same bits for every type, layout, level and token count, one-token steps and batches alike; and
+// under each plan a batch under ExactBatchScope still gives each token a one-token call's bits.
+TEST(Kernels, StreamPlansGiveTheSameBits) {
+  LevelGuard guard;
+  StreamPlanGuard plan_guard;
+  for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K})
+    for (bool pack : {false, true})
+      for (kk::KernelLevel level : simd_levels()) {
+        kk::set_kernel_level(level);
+        const int n_in = type == DType::Q4_K ? 512 : 320, n_out = 1008;  // several threads' chunks, 16-row groups
+        Weights w = make_weights(type, n_in, n_out, 95);
+        std::shared_ptr<void> packed = pack ? kk::pack_weights(w.t) : nullptr;
+        if (pack && !packed) continue;
+        w.t.packed = packed.get();
+        const std::string what = std::string(pack ? "packed " : "") + dtype_name(type) + " " + kk::kernel_level_name(level);
+        for (int n_tok : {1, 2, 3, 4, 5, 17}) {
+          const std::vector<float> x = random_matrix(n_tok, n_in, 96u + n_tok);
+          std::vector<float> y[2];
+          for (int p = 0; p < 2; p++) {
+            kk::set_stream_plan(static_cast<kk::StreamPlan>(p));
+            y[p].assign(size_t(n_tok) * n_out, kSentinel);
+            kk::matmul(w.t, x.data(), y[p].data(), n_tok);
+          }
+          ASSERT_EQ(0, std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(float))) << what << " n_tok=" << n_tok;
+        }
+        for (kk::StreamPlan p : {kk::StreamPlan::Interleaved, kk::StreamPlan::Sequential}) {
+          kk::set_stream_plan(p);
+          expect_exact_batch_matches_one_token_calls(w.t, 97, what + " " + kk::stream_plan_name(p));
+        }
+      }
+}
+
+TEST(Kernels, StreamPlanNames) {
+  StreamPlanGuard plan_guard;
+  EXPECT_STREQ(kk::stream_plan_name(kk::StreamPlan::Interleaved), "interleaved");
+  EXPECT_STREQ(kk::stream_plan_name(kk::StreamPlan::Sequential), "sequential");
+  EXPECT_EQ(kk::set_stream_plan(kk::StreamPlan::Sequential), plan_guard.saved);
+  EXPECT_EQ(kk::stream_plan(), kk::StreamPlan::Sequential);
+}

@@ -164,6 +164,55 @@ bool kernel_level_from_name(const char* name, KernelLevel* level) {
   return false;
 }
 
+namespace {
+bool cpu_is_amd() {
+#if KITE_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+  char vendor[13];
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  vendor[12] = 0;
+  return std::strcmp(vendor, "AuthenticAMD") == 0;
+#else
+  return false;
+#endif
+}
+
+int initial_stream_plan() {
+  const StreamPlan by_vendor = cpu_is_amd() ? StreamPlan::Sequential : StreamPlan::Interleaved;
+  const char* e = std::getenv("KITE_STREAMS");
+  if (!e || !*e) return static_cast<int>(by_vendor);
+  for (StreamPlan p : {StreamPlan::Interleaved, StreamPlan::Sequential})
+    if (std::strcmp(e, stream_plan_name(p)) == 0) return static_cast<int>(p);
+  std::fprintf(stderr, "kite: KITE_STREAMS=%s is not one of interleaved, sequential; using %s\n", e,
+               stream_plan_name(by_vendor));
+  return static_cast<int>(by_vendor);
+}
+
+std::atomic<int> g_stream_plan{-1};  // -1: not chosen yet
+}  // namespace
+
+StreamPlan stream_plan() {
+  int p = g_stream_plan.load(std::memory_order_relaxed);
+  if (p < 0) {
+    p = initial_stream_plan();
+    g_stream_plan.store(p, std::memory_order_relaxed);
+  }
+  return static_cast<StreamPlan>(p);
+}
+
+StreamPlan set_stream_plan(StreamPlan plan) {
+  const StreamPlan prev = stream_plan();
+  g_stream_plan.store(static_cast<int>(plan), std::memory_order_relaxed);
+  return prev;
+}
+
+const char* stream_plan_name(StreamPlan plan) {
+  return plan == StreamPlan::Sequential ? "sequential" : "interleaved";
+}
+
 const LevelKernels* cpu::active_kernels() {
   switch (current()) {
 #if KITE_X86

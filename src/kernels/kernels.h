@@ -91,6 +91,21 @@ const char* kernel_level_name(KernelLevel level);
 // Parses "ref", "avx2" or "avx512" (as in KITE_KERNELS); false for anything else.
 bool kernel_level_from_name(const char* name, KernelLevel* level);
 
+// How decode's matrix-vector kernels stream the weights from memory. The best pattern depends on
+// the CPU's hardware prefetchers, so it is measured per machine type and chosen by CPU vendor:
+//  Interleaved: each thread reads R distant row streams side by side and prefetches each one a row
+//    (or a few records) ahead in software. On the 2-core Xeon the kernels were first tuned on, one
+//    stream per thread without help reached 40-55% of the read bandwidth, this ~90%.
+//  Sequential: each thread reads its rows one after the other as one stream, no software prefetch.
+//    On Zen 4 the hardware prefetcher follows one stream at ~30 GB/s per core; two or more
+//    streams, or the prefetch instructions, cut that to 15-20 GB/s (F16, Q8_0, Q4_0 alike).
+// Default: Sequential on AMD CPUs, Interleaved elsewhere; KITE_STREAMS=interleaved|sequential
+// (read at first use) or set_stream_plan() override it. Both give the same bits.
+enum class StreamPlan : int { Interleaved = 0, Sequential = 1 };
+StreamPlan stream_plan();
+StreamPlan set_stream_plan(StreamPlan plan);  // returns the previous plan; set it before starting work
+const char* stream_plan_name(StreamPlan plan);
+
 namespace ref {
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);

@@ -1,5 +1,7 @@
 // Measures the machine's memory read bandwidth: a read-only, multi-threaded, vectorized sum over
-// a buffer much larger than the caches; the best of several passes, in GB/s (1e9 bytes/s).
+// a buffer much larger than the caches, read in two patterns (several prefetched streams per
+// thread, or one plain sequential stream: machines differ in which is faster); the best of
+// several passes of each, in GB/s (1e9 bytes/s).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +19,7 @@ class ReadBandwidthProbe {
   ~ReadBandwidthProbe();
   ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
   ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
-  double measure(int passes);  // best of `passes`, GB/s
+  double measure(int passes);  // best of `passes` of each pattern, GB/s
 
  private:
   int n_threads_;

@@ -72,6 +72,7 @@ inline float hsum8(__m256 v) {
 template <class D, int NT>
 void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.n_in / kQBlock;
+  const bool prefetch = stream_plan() == StreamPlan::Interleaved;  // Zen 4: faster without (kernels.h)
   for (int64_t o = r0; o < r1; o++) {
     const uint8_t* w = a.w + o * a.w_stride;
     __m256 acc[NT];
@@ -79,7 +80,7 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
     for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
       const uint8_t* blk = w + b * D::kBytes;
-      if ((b & 1) == 0) prefetch_lines(blk + a.w_stride, 2 * D::kBytes);  // the next row
+      if (prefetch && (b & 1) == 0) prefetch_lines(blk + a.w_stride, 2 * D::kBytes);  // the next row
       const __m256i q = D::q(blk);
       const float d = D::d(blk), off = D::off(blk, d);
       for (int t = 0; t < NT; t++) {
