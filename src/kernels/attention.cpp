@@ -137,7 +137,8 @@ void run_tile(const AttnShape& s, const Plan& p, const cpu::AttnMicro& mk, const
     // The next block's K and V: decode streams the whole cache once per token, and a head's pages
     // are not adjacent, so the hardware prefetcher loses the stream at every block. The in-place
     // kernels fetch them a few rows at a time as they work; otherwise it is done here at once.
-    const bool has_next = jb + Bc < k1;
+    // (StreamPlan::Sequential, Zen 4: without these prefetches decode at depth 4096 is ~12% faster.)
+    const bool has_next = jb + Bc < k1 && kernels::stream_plan() == kernels::StreamPlan::Interleaved;
     const uint8_t* kn = has_next ? kv.k_at(jb + Bc, job.kvh) : nullptr;
     const uint8_t* vn = has_next ? kv.v_at(jb + Bc, job.kvh) : nullptr;
     if (has_next && !in_place) {
