@@ -128,10 +128,8 @@ void ffn_block(const ModelConfig& c, const LayerWeights& l, int n_tok, Scratch& 
   linear(*l.w_up, s.xn.data(), s.up.data(), n_tok);
   {
     KITE_PROFILE("ffn", "swiglu");
-    for (size_t i = 0; i < size_t(n_tok) * c.n_ff; i++) {
-      const float g = s.gate[i];
-      s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
-    }
+    // The SIMD kernel (exp within ~2 ulp): the scalar std::exp loop took ~4% of a decode step.
+    kernels::silu_mul(s.gate.data(), s.gate.data(), s.up.data(), n_tok * c.n_ff);
   }
   linear(*l.w_down, s.gate.data(), s.proj.data(), n_tok);
   for (size_t i = 0; i < size_t(n_tok) * d; i++) s.x[i] += s.proj[i];
