@@ -247,8 +247,14 @@ Runner add_bench(CLI::App& app) {
     auto model = Model::load(o->mf.model, lo);
     const LoadedModel& m = model->impl();
     const double bytes_tok = weight_bytes_per_token(m);
-    if (!o->json)
+    const char* level = kernels::kernel_level_name(kernels::kernel_level());
+    const char* streams = kernels::stream_plan_name(kernels::stream_plan());
+    if (!o->json) {
       std::printf("model %s: %.1f MiB of weights read per decoded token\n", m.path.c_str(), bytes_tok / 1048576.0);
+      std::printf("kernels %s, weight streams %s (KITE_KERNELS, KITE_STREAMS)\n", level, streams);
+    }
+    out["kernels"] = level;
+    out["stream_plan"] = streams;
     if (o->profile || !o->trace.empty()) profile::enable(true, !o->trace.empty());
     const KVType kv_type = kv_type_from_string(o->kv_type);
     out["model"] = m.path;
