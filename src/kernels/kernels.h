@@ -99,6 +99,8 @@ bool kernel_level_from_name(const char* name, KernelLevel* level);
 //  Sequential: each thread reads its rows one after the other as one stream, no software prefetch.
 //    On Zen 4 the hardware prefetcher follows one stream at ~30 GB/s per core; two or more
 //    streams, or the prefetch instructions, cut that to 15-20 GB/s (F16, Q8_0, Q4_0 alike).
+// The plan applies to the AVX-512 decode kernels (all weight types) and to attention's next-block
+// prefetch; the AVX2 kernels keep the interleaved pattern (not measured on an AVX2-only AMD CPU).
 // Default: Sequential on AMD CPUs, Interleaved elsewhere; KITE_STREAMS=interleaved|sequential
 // (read at first use) or set_stream_plan() override it. Both give the same bits.
 enum class StreamPlan : int { Interleaved = 0, Sequential = 1 };
