@@ -7,6 +7,9 @@
 //  * int8-activation paths (Q8_0/Q4_0: AVX-512 always, AVX2 in matvec): each activation is rounded
 //    to a multiple of d_b = amax_b / 127 of its block, an error of at most d_b / 2, so
 //      |y - ref| <= sum_b (d_b / 2) * sum_{i in b} |w_oi|  +  1e-5 * sum_i |w_oi * x_ti|
+//  * fp16-activation path (F16 weights, AVX-512 matvec): each activation is rounded to fp16, an
+//    error of at most 2^-11 |x| (+ 2^-25 for values in fp16's subnormal range), so
+//      |y - ref| <= sum_i |w_oi| (2^-11 |x_ti| + 2^-25)  +  1e-5 * sum_i |w_oi * x_ti|
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -90,6 +93,16 @@ bool is_int8_type(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
 
 // Whether matmul quantizes the activations to int8 for this type, level and token count: the
 // matvec path of Q8_0/Q4_0 does; of the GEMM engines only the AVX-512 (VNNI) one does.
+// F16 weights at the AVX-512 level take fp16 activations in matvec (not in the GEMM).
+bool uses_f16_acts(DType t, kk::KernelLevel level, int n_tok) {
+  if (t != DType::F16 || level != kk::KernelLevel::Avx512) return false;
+  const kk::KernelLevel saved = kk::kernel_level();
+  kk::set_kernel_level(level);
+  const bool gemm = kk::cpu::uses_gemm(*kk::cpu::active_kernels()->find(t), n_tok);
+  kk::set_kernel_level(saved);
+  return !gemm;
+}
+
 bool uses_int8_acts(DType t, kk::KernelLevel level, int n_tok) {
   if (!is_int8_type(t)) return false;
   if (level == kk::KernelLevel::Avx512) return true;
@@ -102,7 +115,7 @@ bool uses_int8_acts(DType t, kk::KernelLevel level, int n_tok) {
 
 // Checks y against ref with the tolerance described at the top of the file.
 void expect_matmul_close(const Weights& w, const float* x, const float* y, const float* ref, int n_tok,
-                         bool int8_acts, const std::string& what, int act_block = 32) {
+                         bool int8_acts, const std::string& what, int act_block = 32, bool f16_acts = false) {
   const int64_t n_in = w.t.ne[0], n_out = w.t.ne[1];
   int bad = 0;
   for (int t = 0; t < n_tok && bad < 5; t++) {
@@ -114,6 +127,8 @@ void expect_matmul_close(const Weights& w, const float* x, const float* y, const
         for (int j = 0; j < act_block; j++) amax = std::max(amax, std::fabs(xt[b * act_block + j]));
         for (int j = 0; j < act_block; j++) half_step[b * act_block + j] = amax / 127 / 2;
       }
+    if (f16_acts)
+      for (int64_t i = 0; i < n_in; i++) half_step[i] = std::ldexp(std::fabs(xt[i]), -11) + std::ldexp(1.0f, -25);
     for (int64_t o = 0; o < n_out && bad < 5; o++) {
       double sum_abs = 0, quant = 0;
       for (int64_t i = 0; i < n_in; i++) {
@@ -168,7 +183,8 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
             const std::string what = std::string(dtype_name(type)) + " " + kk::kernel_level_name(level) +
                                      " n_in=" + std::to_string(n_in) + " n_out=" + std::to_string(n_out) +
                                      " n_tok=" + std::to_string(n_tok);
-            expect_matmul_close(w, x, y, ref.data(), n_tok, uses_int8_acts(type, level, n_tok), what);
+            expect_matmul_close(w, x, y, ref.data(), n_tok, uses_int8_acts(type, level, n_tok), what, 32,
+                                uses_f16_acts(type, level, n_tok));
             EXPECT_EQ(ybuf[0], kSentinel) << what << ": wrote before y";
             for (size_t i = 1 + n_tok * n_out; i < ybuf.size(); i++)
               ASSERT_EQ(ybuf[i], kSentinel) << what << ": wrote past y";
@@ -224,7 +240,8 @@ TEST(Kernels, MatmulMultiThreadedShapes) {
         kk::set_kernel_level(level);
         kk::matmul(w.t, x.data(), y.data(), n_tok);
         expect_matmul_close(w, x.data(), y.data(), ref.data(), n_tok, uses_int8_acts(type, level, n_tok),
-                            std::string(dtype_name(type)) + " " + kk::kernel_level_name(level) + " threaded");
+                            std::string(dtype_name(type)) + " " + kk::kernel_level_name(level) + " threaded", 32,
+                            uses_f16_acts(type, level, n_tok));
       }
     }
 }

@@ -48,7 +48,7 @@ const LevelKernels kAvx2 = {kAvx2Types, int(std::size(kAvx2Types)), avx2::quanti
 
 const TypeKernels kAvx512Types[] = {
     {DType::F32, ActKind::F32, avx512::matvec_f32, &avx512::gemm_f32, avx512::pack_a_f32_from_f32, 0},
-    {DType::F16, ActKind::F32, avx512::matvec_f16, &avx512::gemm_f32, avx512::pack_a_f32_from_f16, 0},
+    {DType::F16, ActKind::F16, avx512::matvec_f16, &avx512::gemm_f32, avx512::pack_a_f32_from_f16, 0},
     {DType::BF16, ActKind::F32, avx512::matvec_bf16, &avx512::gemm_f32, avx512::pack_a_f32_from_bf16, 0},
     {DType::Q8_0, ActKind::Q8, avx512::matvec_q8_0, &avx512::gemm_q8, avx512::pack_a_q8_from_q8_0, 128},
     {DType::Q4_0, ActKind::Q8, avx512::matvec_q4_0, &avx512::gemm_q8, avx512::pack_a_q8_from_q4_0, 8},

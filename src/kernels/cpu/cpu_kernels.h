@@ -71,6 +71,7 @@ struct MatvecArgs {
   ActQ8 xq;           // quantized activations (Q8_0/Q4_0 weights)
   float* y;           // [n_tok][n_out]
   int n_tok;
+  const uint16_t* xh = nullptr;  // [n_tok][n_in]  fp16 activations (ActKind::F16)
 };
 // Computes output rows [r0, r1) for all tokens.
 using MatvecFn = void (*)(const MatvecArgs& a, int64_t r0, int64_t r1);
@@ -97,6 +98,7 @@ inline MatvecArgs token_group(const MatvecArgs& a, int t0, int n) {
   g.n_tok = n;
   g.y = a.y + t0 * a.n_out;
   if (a.x) g.x = a.x + t0 * a.n_in;
+  if (a.xh) g.xh = a.xh + t0 * a.n_in;
   if (a.xq.qs) {
     const int64_t dn = a.xq.d_per_tok ? a.xq.d_per_tok : nb, sn = a.xq.s_per_tok ? a.xq.s_per_tok : nb;
     g.xq = {a.xq.qs + t0 * a.n_in, a.xq.d + t0 * dn, a.xq.s + t0 * sn, a.xq.d_per_tok, a.xq.s_per_tok};
@@ -171,7 +173,9 @@ using PackAFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k0
                          void* panel);
 
 // How the activations are prepared for the matvec path.
-enum class ActKind { F32, Q8, Q8K };
+// F16: the activations rounded to fp16 once per call (AVX-512 with F16 weights, as llama.cpp
+// does): half the activation bytes per weight byte (see matvec_float.cpp).
+enum class ActKind { F32, Q8, Q8K, F16 };
 
 // One row of the kernel table: everything needed to multiply by weights of one type.
 struct TypeKernels {
@@ -278,6 +282,8 @@ void matvec_q3_k(const MatvecArgs& a, int64_t r0, int64_t r1);
 void matvec_q4_k(const MatvecArgs& a, int64_t r0, int64_t r1);
 void matvec_q5_k(const MatvecArgs& a, int64_t r0, int64_t r1);
 void matvec_q6_k(const MatvecArgs& a, int64_t r0, int64_t r1);
+// x rounded to fp16 (nearest even), for ActKind::F16.
+void round_row_f16(const float* x, int64_t n, uint16_t* out);
 }  // namespace avx512
 #endif
 

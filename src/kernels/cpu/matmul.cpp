@@ -84,6 +84,13 @@ void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape
     for (int t = 0; t < s.n_tok; t++)
       quantize_row_q8k(s.x + t * s.n_in, s.n_in, a.xq.qs + t * s.n_in, a.xq.d + t * nd, a.xq.s + t * ns);
   }
+#if KITE_X86
+  else if (tk.act == ActKind::F16) {
+    uint16_t* xh = static_cast<uint16_t*>(t_acts.get(size_t(s.n_tok) * s.n_in * sizeof(uint16_t)));  // [n_tok][n_in]
+    avx512::round_row_f16(s.x, int64_t(s.n_tok) * s.n_in, xh);
+    a.xh = xh;
+  }
+#endif
   const int n_threads = team_size(double(s.n_out) * s.n_in * s.n_tok);
   if (n_threads == 1) {
     tk.matvec(a, 0, s.n_out);

@@ -136,9 +136,21 @@ struct LoadBF16 {
   }
 };
 
+// 16 activations from element off of a.x, or of a.xh widened (kXH: ActKind::F16).
+template <bool kXH>
+inline __m512 load_x(const MatvecArgs& a, int64_t off) {
+  if constexpr (kXH) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xh + off)));
+  else return _mm512_loadu_ps(a.x + off);
+}
+template <bool kXH>
+inline __m512 load_x(const MatvecArgs& a, int64_t off, __mmask16 m) {
+  if constexpr (kXH) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a.xh + off));
+  else return _mm512_maskz_loadu_ps(m, a.x + off);
+}
+
 // Rows o, o + step, ..., o + (R-1) * step, all NT tokens; kPrefetch: each stream's next row is
-// prefetched in software (StreamPlan::Interleaved).
-template <class L, int R, int NT, bool kPrefetch>
+// prefetched in software (StreamPlan::Interleaved); kXH: fp16 activations.
+template <class L, int R, int NT, bool kPrefetch, bool kXH>
 inline void rows_kernel(const MatvecArgs& a, int64_t o, int64_t step) {
   const int64_t n = a.n_in;
   const uint8_t* w[R];
@@ -150,7 +162,7 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o, int64_t step) {
   for (; i + 16 <= n; i += 16) {
     if constexpr (kPrefetch) prefetch_next_rows<R, 16 * L::kBytes>(w, a.w_stride, i * L::kBytes);
     __m512 xv[NT];  // x[t][i .. i+16)
-    for (int t = 0; t < NT; t++) xv[t] = _mm512_loadu_ps(a.x + t * n + i);
+    for (int t = 0; t < NT; t++) xv[t] = load_x<kXH>(a, t * n + i);
     for (int r = 0; r < R; r++) {
       const __m512 wv = L::load(w[r], i);
       for (int t = 0; t < NT; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
@@ -159,7 +171,7 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o, int64_t step) {
   if (i < n) {  // tail of n % 16 elements
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
     __m512 xv[NT];
-    for (int t = 0; t < NT; t++) xv[t] = _mm512_maskz_loadu_ps(m, a.x + t * n + i);
+    for (int t = 0; t < NT; t++) xv[t] = load_x<kXH>(a, t * n + i, m);
     for (int r = 0; r < R; r++) {
       const __m512 wv = L::load(w[r], i, m);
       for (int t = 0; t < NT; t++) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
@@ -171,34 +183,52 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o, int64_t step) {
 
 // Every row and token is summed the same way whatever the plan and the number of tokens (one
 // accumulator, 16 columns at a time), so a batch row gets the bits of a one-token step.
-template <class L, int NT>
+template <class L, int NT, bool kXH>
 void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
   constexpr int R = NT == 1 ? 8 : 4;  // 32 zmm registers: R*NT accumulators + NT x + 1 w
   if (stream_plan() == StreamPlan::Sequential) {
     if constexpr (NT <= 2) {
       // One row after the other: the single stream the hardware prefetcher follows best.
-      for (int64_t o = r0; o < r1; o++) rows_kernel<L, 1, NT, false>(a, o, 0);
+      for (int64_t o = r0; o < r1; o++) rows_kernel<L, 1, NT, false, kXH>(a, o, 0);
     } else {
       // 3-4 tokens do 3-4 FMAs per weight vector: R streams give the out-of-order core independent
       // work (one stream: 16 GB/s; R streams without prefetch: 30 GB/s, 2 threads, 4 tokens).
-      for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT, false>(a, o, step); },
-                         [&](int64_t o) { rows_kernel<L, 1, NT, false>(a, o, 0); });
+      for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT, false, kXH>(a, o, step); },
+                         [&](int64_t o) { rows_kernel<L, 1, NT, false, kXH>(a, o, 0); });
     }
     return;
   }
-  for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT, true>(a, o, step); },
-                     [&](int64_t o) { rows_kernel<L, 1, NT, true>(a, o, 0); });
+  for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT, true, kXH>(a, o, step); },
+                     [&](int64_t o) { rows_kernel<L, 1, NT, true, kXH>(a, o, 0); });
 }
 
-template <class L>
+template <class L, bool kXH = false>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  matvec_token_groups<by_token_count<rows<L, 1>, rows<L, 2>, rows<L, 3>, rows<L, 4>>>(a, r0, r1);
+  matvec_token_groups<by_token_count<rows<L, 1, kXH>, rows<L, 2, kXH>, rows<L, 3, kXH>, rows<L, 4, kXH>>>(a, r0, r1);
 }
 
 }  // namespace
 
 void matvec_f32(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadF32>(a, r0, r1); }
-void matvec_f16(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadF16>(a, r0, r1); }
+// F16 weights take fp16 activations (ActKind::F16, rounded once per call by round_row_f16), as
+// llama.cpp does: fp32 x is as many bytes as two weights, and with rows of 5632 (ffn_down) x no
+// longer stayed in L1 beside the weight stream (Zen 4, one 2048x5632 / 5632x2048 F16 matrix
+// streamed from memory, 2 threads, alternating runs: 38.7 -> 51.4 and 21.8 -> 31.2 GB/s in the
+// VM's fast state, +3-8% in its slow one). The rounding is x's relative 2^-11; F32 and BF16
+// weights keep exact fp32 activations.
+void matvec_f16(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadF16, true>(a, r0, r1); }
+
+void round_row_f16(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm256_mask_storeu_epi16(out + i, m,
+                             _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+}
 void matvec_bf16(const MatvecArgs& a, int64_t r0, int64_t r1) { matvec<LoadBF16>(a, r0, r1); }
 
 }  // namespace kite::kernels::cpu::avx512
