@@ -58,7 +58,7 @@ Runner add_generate(CLI::App& app) {
     bool json = false, no_bos = false, ignore_eos = false;
     // Speculative decoding.
     std::string draft;
-    int draft_max = 8, draft_min = 0, lookup = 0;
+    int draft_max = 8, draft_min = 0, lookup = 0, draft_threads = 0;
     bool compare = false;
     int compare_reps = 1;
   };
@@ -93,6 +93,7 @@ Runner add_generate(CLI::App& app) {
   sub->add_flag("--ignore-eos", o->ignore_eos, "keep generating past EOS");
   sub->add_flag("--json", o->json, "print one JSON object instead of streaming text");
   sub->add_option("--draft", o->draft, "speculative decoding with this draft model (same vocabulary)");
+  sub->add_option("--threads-draft", o->draft_threads, "threads for the draft model (0: as -t)")->check(CLI::Range(0, 1024));
   sub->add_option("--draft-max", o->draft_max, "most tokens drafted per verification pass")->check(CLI::Range(1, 64));
   sub->add_option("--draft-min", o->draft_min,
                   "fewest tokens drafted per speculative pass (= --draft-max: fixed length, no adaptation)")
@@ -166,7 +167,11 @@ Runner add_generate(CLI::App& app) {
       check_same_vocabulary(*model, *draft_model);
     }
     std::unique_ptr<Session> draft_session;
-    if (draft_model) draft_session = std::make_unique<Session>(draft_model, so);
+    if (draft_model) {
+      SessionOptions dso = so;
+      if (o->draft_threads > 0) dso.n_threads = o->draft_threads;
+      draft_session = std::make_unique<Session>(draft_model, dso);
+    }
     SpecStats stats;
     auto run_speculative = [&](const TokenCallback& on_token) {
       session.truncate(0);
