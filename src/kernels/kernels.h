@@ -18,7 +18,9 @@ namespace kite::kernels {
 
 // y[t][o] = sum_i W[o][i] * x[t][i]   for t < n_tok, o < n_out.   x: [n_tok][n_in], y: [n_tok][n_out]
 // x and y need no particular alignment and must not overlap.
-// Precision: F32/F16/BF16 weights are computed in fp32 (error ~1e-6 of sum|w*x|). For Q8_0/Q4_0
+// Precision: F32/F16/BF16 weights are computed in fp32 (error ~1e-6 of sum|w*x|), except that at
+// the AVX-512 level the matvec path of F16 weights rounds the activations to fp16 first (as
+// llama.cpp does; relative 2^-11 per activation, see cpu/matvec_float.cpp). For Q8_0/Q4_0
 // weights the activations are quantized to int8 in blocks of 32 (one fp32 scale per block, as
 // llama.cpp does with an fp16 one) and dotted in integers, adding at most 0.5*amax_block/127*sum|w|
 // per block: a relative RMS error of ~5e-3 on Gaussian data, ~1e-2 with 1% 10x outliers, about the
