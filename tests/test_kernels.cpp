@@ -10,6 +10,10 @@
 //  * fp16-activation path (F16 weights, AVX-512 matvec): each activation is rounded to fp16, an
 //    error of at most 2^-11 |x| (+ 2^-25 for values in fp16's subnormal range), so
 //      |y - ref| <= sum_i |w_oi| (2^-11 |x_ti| + 2^-25)  +  1e-5 * sum_i |w_oi * x_ti|
+//  * bf16 GEMM (F16 weights, prompts, CPUs with AVX512_BF16 unless KITE_F16_GEMM=fp32): weight and
+//    activation each rounded to bf16 (8-bit significand), a relative error of at most 2^-8 each,
+//    so per product |w x - bf16(w) bf16(x)| <= (2^-7 + 2^-16) |w x|, and
+//      |y - ref| <= (2^-7 + 2^-16) * sum_i |w_oi * x_ti|  +  1e-5 * sum_i |w_oi * x_ti|
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -103,6 +107,17 @@ bool uses_f16_acts(DType t, kk::KernelLevel level, int n_tok) {
   return !gemm;
 }
 
+// Whether matmul runs the bf16 GEMM engine for this type, level and token count.
+bool uses_bf16_gemm(DType t, kk::KernelLevel level, int n_tok) {
+  if (t != DType::F16 || level != kk::KernelLevel::Avx512 || kk::f16_gemm() != kk::F16Gemm::Bf16) return false;
+  const kk::KernelLevel saved = kk::kernel_level();
+  kk::set_kernel_level(level);
+  const kk::cpu::TypeKernels* tk = kk::cpu::find_kernels(*kk::cpu::active_kernels(), t);
+  const bool bf16 = kk::cpu::uses_gemm(*tk, n_tok) && tk->gemm == &kk::cpu::avx512::gemm_bf16;
+  kk::set_kernel_level(saved);
+  return bf16;
+}
+
 bool uses_int8_acts(DType t, kk::KernelLevel level, int n_tok) {
   if (!is_int8_type(t)) return false;
   if (level == kk::KernelLevel::Avx512) return true;
@@ -115,7 +130,8 @@ bool uses_int8_acts(DType t, kk::KernelLevel level, int n_tok) {
 
 // Checks y against ref with the tolerance described at the top of the file.
 void expect_matmul_close(const Weights& w, const float* x, const float* y, const float* ref, int n_tok,
-                         bool int8_acts, const std::string& what, int act_block = 32, bool f16_acts = false) {
+                         bool int8_acts, const std::string& what, int act_block = 32, bool f16_acts = false,
+                         bool bf16_gemm = false) {
   const int64_t n_in = w.t.ne[0], n_out = w.t.ne[1];
   int bad = 0;
   for (int t = 0; t < n_tok && bad < 5; t++) {
@@ -136,7 +152,8 @@ void expect_matmul_close(const Weights& w, const float* x, const float* y, const
         sum_abs += wi * std::fabs(xt[i]);
         quant += wi * half_step[i];
       }
-      const double tol = 1e-5 * sum_abs + quant * 1.0001 + 1e-30;
+      const double rel = bf16_gemm ? 1e-5 + std::ldexp(1.0, -7) + std::ldexp(1.0, -16) : 1e-5;
+      const double tol = rel * sum_abs + quant * 1.0001 + 1e-30;
       const double err = std::fabs(double(y[t * n_out + o]) - ref[t * n_out + o]);
       if (!(err <= tol)) {
         ADD_FAILURE() << what << ": y[" << t << "][" << o << "] = " << y[t * n_out + o] << ", ref "
@@ -184,7 +201,7 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
                                      " n_in=" + std::to_string(n_in) + " n_out=" + std::to_string(n_out) +
                                      " n_tok=" + std::to_string(n_tok);
             expect_matmul_close(w, x, y, ref.data(), n_tok, uses_int8_acts(type, level, n_tok), what, 32,
-                                uses_f16_acts(type, level, n_tok));
+                                uses_f16_acts(type, level, n_tok), uses_bf16_gemm(type, level, n_tok));
             EXPECT_EQ(ybuf[0], kSentinel) << what << ": wrote before y";
             for (size_t i = 1 + n_tok * n_out; i < ybuf.size(); i++)
               ASSERT_EQ(ybuf[i], kSentinel) << what << ": wrote past y";
@@ -241,8 +258,53 @@ TEST(Kernels, MatmulMultiThreadedShapes) {
         kk::matmul(w.t, x.data(), y.data(), n_tok);
         expect_matmul_close(w, x.data(), y.data(), ref.data(), n_tok, uses_int8_acts(type, level, n_tok),
                             std::string(dtype_name(type)) + " " + kk::kernel_level_name(level) + " threaded", 32,
-                            uses_f16_acts(type, level, n_tok));
+                            uses_f16_acts(type, level, n_tok), uses_bf16_gemm(type, level, n_tok));
       }
+    }
+}
+
+// Restores the F16 prompt GEMM arithmetic when a test ends.
+struct F16GemmGuard {
+  kk::F16Gemm saved = kk::f16_gemm();
+  ~F16GemmGuard() { kk::set_f16_gemm(saved); }
+};
+
+// The bf16 engine computes exactly what it claims: bf16(w) . bf16(x) summed in fp32, i.e. within
+// fp32 reordering (1e-5 relative to sum |w x|) of that sum taken in double; odd n_in (a zero pair
+// half), k blocks of 512 and their edge, and tile widths 1..12. With KITE_F16_GEMM's fp32 choice
+// F16 prompts keep the fp32 tolerance.
+TEST(Kernels, F16GemmBf16IsBf16RoundedProducts) {
+  LevelGuard guard;
+  F16GemmGuard gemm_guard;
+  if (kk::best_kernel_level() != kk::KernelLevel::Avx512) GTEST_SKIP() << "needs AVX-512";
+  kk::set_kernel_level(kk::KernelLevel::Avx512);
+  kk::set_f16_gemm(kk::F16Gemm::Bf16);
+  if (kk::f16_gemm() != kk::F16Gemm::Bf16) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  auto bf = [](float v) { return bf16_to_f32(f32_to_bf16(v)); };
+  for (int n_in : {3, 64, 511, 513, 1100})
+    for (int n_tok : {10, 12, 23, 37}) {
+      const int n_out = 45;
+      const Weights w = make_weights(DType::F16, n_in, n_out, 31u * n_in + n_tok);
+      const std::vector<float> x = random_matrix(n_tok, n_in, 17u * n_tok + n_in);
+      std::vector<float> y(n_tok * n_out);
+      kk::matmul(w.t, x.data(), y.data(), n_tok);
+      for (int t = 0; t < n_tok; t++)
+        for (int o = 0; o < n_out; o++) {
+          double want = 0, sum_abs = 0;
+          for (int i = 0; i < n_in; i++) {
+            const double p = double(bf(w.deq[o * n_in + i])) * bf(x[t * n_in + i]);
+            want += p;
+            sum_abs += std::fabs(p);
+          }
+          ASSERT_LE(std::fabs(y[t * n_out + o] - want), 1e-5 * sum_abs + 1e-30)
+              << "n_in=" << n_in << " n_tok=" << n_tok << " y[" << t << "][" << o << "]";
+        }
+      kk::set_f16_gemm(kk::F16Gemm::Fp32);
+      std::vector<float> ref(n_tok * n_out);
+      kk::ref::matmul(w.t, x.data(), ref.data(), n_tok);
+      kk::matmul(w.t, x.data(), y.data(), n_tok);
+      expect_matmul_close(w, x.data(), y.data(), ref.data(), n_tok, false, "F16 fp32 GEMM");
+      kk::set_f16_gemm(kk::F16Gemm::Bf16);
     }
 }
 

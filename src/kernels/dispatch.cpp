@@ -66,6 +66,10 @@ const TypeKernels kAvx512Packed[] = {
     {DType::Q8_0, ActKind::Q8, avx512::matvec_packed_q8_0, &avx512::gemm_q8, avx512::pack_a_q8_from_packed_q8_0, 128},
     {DType::Q4_0, ActKind::Q8, avx512::matvec_packed_q4_0, &avx512::gemm_q8, avx512::pack_a_q8_from_packed_q4_0, 8},
 };
+// F16 weights when the prompt GEMM runs in bf16 (f16_gemm() == Bf16 on a CPU with AVX512_BF16):
+// decode (matvec) as in the table above, prompts through the bf16 engine.
+const TypeKernels kAvx512F16Bf16 = {DType::F16, ActKind::F16, avx512::matvec_f16, &avx512::gemm_bf16,
+                                    avx512::pack_a_bf16_from_f16, 0};
 const LevelKernels kAvx512 = {kAvx512Types, int(std::size(kAvx512Types)), avx512::quantize_row_q8,
                               avx512::rmsnorm, avx512::softmax, avx512::silu_mul, avx512::dot_f32,
                               avx512::axpy, avx512::add, kAvx512Packed, int(std::size(kAvx512Packed))};
@@ -98,6 +102,15 @@ KernelLevel detect() {
 }
 #else
 KernelLevel detect() { return KernelLevel::Ref; }
+#endif
+
+#if KITE_X86
+bool detect_avx512_bf16() {
+  unsigned a, b, c, d;
+  return detect() == KernelLevel::Avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+#else
+bool detect_avx512_bf16() { return false; }
 #endif
 
 KernelLevel best() {
@@ -213,6 +226,49 @@ const char* stream_plan_name(StreamPlan plan) {
   return plan == StreamPlan::Sequential ? "sequential" : "interleaved";
 }
 
+namespace {
+bool cpu_has_avx512_bf16() {
+  static const bool has = detect_avx512_bf16();
+  return has;
+}
+
+int initial_f16_gemm() {
+  const F16Gemm by_cpu = cpu_has_avx512_bf16() ? F16Gemm::Bf16 : F16Gemm::Fp32;
+  const char* e = std::getenv("KITE_F16_GEMM");
+  if (!e || !*e) return static_cast<int>(by_cpu);
+  for (F16Gemm g : {F16Gemm::Fp32, F16Gemm::Bf16})
+    if (std::strcmp(e, f16_gemm_name(g)) == 0) return static_cast<int>(g);
+  std::fprintf(stderr, "kite: KITE_F16_GEMM=%s is not one of fp32, bf16; using %s\n", e, f16_gemm_name(by_cpu));
+  return static_cast<int>(by_cpu);
+}
+
+std::atomic<int> g_f16_gemm{-1};  // -1: not chosen yet
+}  // namespace
+
+F16Gemm f16_gemm() {
+  int g = g_f16_gemm.load(std::memory_order_relaxed);
+  if (g < 0) {
+    g = initial_f16_gemm();
+    g_f16_gemm.store(g, std::memory_order_relaxed);
+  }
+  return !cpu_has_avx512_bf16() ? F16Gemm::Fp32 : static_cast<F16Gemm>(g);
+}
+
+F16Gemm set_f16_gemm(F16Gemm g) {
+  const F16Gemm prev = f16_gemm();
+  g_f16_gemm.store(static_cast<int>(g), std::memory_order_relaxed);
+  return prev;
+}
+
+const char* f16_gemm_name(F16Gemm g) { return g == F16Gemm::Bf16 ? "bf16" : "fp32"; }
+
+const cpu::TypeKernels* cpu::find_kernels(const LevelKernels& lk, DType type) {
+#if KITE_X86
+  if (type == DType::F16 && &lk == &kAvx512 && f16_gemm() == F16Gemm::Bf16) return &kAvx512F16Bf16;
+#endif
+  return lk.find(type);
+}
+
 const LevelKernels* cpu::active_kernels() {
   switch (current()) {
 #if KITE_X86
@@ -230,7 +286,7 @@ void matmul(const Tensor& W, const float* x, float* y, int n_tok) {
   // The packed copy when this level has kernels for it (other levels read W.data).
   const TypeKernels* tk = lk && W.packed ? lk->find_packed(W.type) : nullptr;
   const void* data = tk ? W.packed : W.data;
-  if (!tk) tk = lk ? lk->find(W.type) : nullptr;
+  if (!tk) tk = lk ? find_kernels(*lk, W.type) : nullptr;
   if (!tk) {  // reference level, or a type without SIMD kernels yet
     ref::matmul(W, x, y, n_tok);
     return;

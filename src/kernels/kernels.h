@@ -110,6 +110,19 @@ StreamPlan stream_plan();
 StreamPlan set_stream_plan(StreamPlan plan);  // returns the previous plan; set it before starting work
 const char* stream_plan_name(StreamPlan plan);
 
+// The arithmetic of prompt GEMMs (>= 10 tokens) with F16 weights.
+//  Fp32: weights widened to fp32, fp32 FMA: exact products (the reference's arithmetic, reordered).
+//  Bf16: weights and activations rounded to bf16 (8-bit significand), products summed in fp32 by
+//    vdpbf16ps: twice the multiply-adds per cycle. Prompt processing of an F16 model is bound by
+//    arithmetic, so this is ~1.5x faster; the rounding costs a few thousandths of a percent of
+//    perplexity (README). Decode (matvec) is unchanged (fp16 activations x F16 weights).
+// Default: Bf16 on CPUs with AVX512_BF16 (at the AVX-512 level), else Fp32 (the only choice there);
+// KITE_F16_GEMM=fp32|bf16 (read at first use) or set_f16_gemm() override it.
+enum class F16Gemm : int { Fp32 = 0, Bf16 = 1 };
+F16Gemm f16_gemm();                 // the one in effect (Fp32 where the CPU has no AVX512_BF16)
+F16Gemm set_f16_gemm(F16Gemm g);    // returns the previous one; set it before starting work
+const char* f16_gemm_name(F16Gemm g);
+
 namespace ref {
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);
 void rmsnorm(float* out, const float* x, const float* w, int n, float eps);

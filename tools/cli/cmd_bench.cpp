@@ -195,7 +195,9 @@ Runner add_bench(CLI::App& app) {
   struct Opts {
     ModelFlags mf;
     int n_prompt = 512, n_gen = 128, reps = 5;
-    std::string threads = "2", kv_type = "f32", depths, verify;
+    // KV cache F16 by default, as llama-bench's: figures compare like with like (generate and
+    // perplexity default to F32, the cache the golden checks use).
+    std::string threads = "2", kv_type = "f16", depths, verify;
     int prefix_test = 0;
     double kv_mem = 0;
     bool json = false, membw = false, profile = false;
@@ -210,7 +212,7 @@ Runner add_bench(CLI::App& app) {
   sub->add_flag("--membw", o->membw, "measure the machine's read bandwidth");
   sub->add_flag("--profile", o->profile, "time per op (printed after the runs)");
   sub->add_option("--trace", o->trace, "write a Chrome trace (Perfetto) of the last repetition");
-  sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0");
+  sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0 (default f16, as llama-bench)");
   sub->add_option("--kv-mem", o->kv_mem, "KV cache memory in MiB for --prefix-test (pages of 64 tokens; 0: the context)");
   sub->add_option("--depth", o->depths,
                   "decode speed after a cached context of each of these depths, comma separated "
@@ -249,12 +251,15 @@ Runner add_bench(CLI::App& app) {
     const double bytes_tok = weight_bytes_per_token(m);
     const char* level = kernels::kernel_level_name(kernels::kernel_level());
     const char* streams = kernels::stream_plan_name(kernels::stream_plan());
+    const char* f16_gemm = kernels::f16_gemm_name(kernels::f16_gemm());
     if (!o->json) {
       std::printf("model %s: %.1f MiB of weights read per decoded token\n", m.path.c_str(), bytes_tok / 1048576.0);
-      std::printf("kernels %s, weight streams %s (KITE_KERNELS, KITE_STREAMS)\n", level, streams);
+      std::printf("kernels %s, weight streams %s, F16 prompt GEMM %s (KITE_KERNELS, KITE_STREAMS, KITE_F16_GEMM)\n",
+                  level, streams, f16_gemm);
     }
     out["kernels"] = level;
     out["stream_plan"] = streams;
+    out["f16_gemm"] = f16_gemm;
     if (o->profile || !o->trace.empty()) profile::enable(true, !o->trace.empty());
     const KVType kv_type = kv_type_from_string(o->kv_type);
     out["model"] = m.path;

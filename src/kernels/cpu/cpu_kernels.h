@@ -39,6 +39,8 @@
 #define KITE_STR(...) #__VA_ARGS__
 #define KITE_BEGIN_AVX2 KITE_BEGIN_TARGET(KITE_ISA_AVX2)
 #define KITE_BEGIN_AVX512 KITE_BEGIN_TARGET(KITE_ISA_AVX512)
+// AVX-512 plus AVX512_BF16 (Zen 4, Cooper Lake, Sapphire Rapids): only the bf16 GEMM engine.
+#define KITE_BEGIN_AVX512BF16 KITE_BEGIN_TARGET(KITE_ISA_AVX512 ",avx512bf16")
 #endif
 
 namespace kite::kernels::cpu {
@@ -222,6 +224,9 @@ struct LevelKernels {
 
 // The table of the level in use (nullptr for the reference level); set by dispatch.cpp.
 const LevelKernels* active_kernels();
+// The kernels matmul uses for unpacked weights of `type` at level lk: lk.find(type), except F16 at
+// the AVX-512 level when the prompt GEMM runs in bf16 (kernels.h, f16_gemm()).
+const TypeKernels* find_kernels(const LevelKernels& lk, DType type);
 
 // Runs a matmul with the kernels of one type (matmul.cpp): threads, scratch, path choice.
 struct MatmulShape {
@@ -284,6 +289,11 @@ void matvec_q5_k(const MatvecArgs& a, int64_t r0, int64_t r1);
 void matvec_q6_k(const MatvecArgs& a, int64_t r0, int64_t r1);
 // x rounded to fp16 (nearest even), for ActKind::F16.
 void round_row_f16(const float* x, int64_t n, uint16_t* out);
+// bf16 engine (AVX512_BF16, gemm_f32.cpp): F16 weights and fp32 activations both rounded to bf16,
+// products summed in fp32 (vdpbf16ps: twice the multiply-adds per cycle of fp32 FMA). Only on CPUs
+// with AVX512_BF16, when kernels::f16_gemm() is Bf16.
+extern const GemmEngine gemm_bf16;
+void pack_a_bf16_from_f16(const uint8_t*, size_t, int, int64_t, int64_t, void*);
 }  // namespace avx512
 #endif
 
