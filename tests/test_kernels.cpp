@@ -271,8 +271,8 @@ struct F16GemmGuard {
 
 // The bf16 engine computes exactly what it claims: bf16(w) . bf16(x) summed in fp32, i.e. within
 // fp32 reordering (1e-5 relative to sum |w x|) of that sum taken in double; odd n_in (a zero pair
-// half), k blocks of 512 and their edge, and tile widths 1..12. With KITE_F16_GEMM's fp32 choice
-// F16 prompts keep the fp32 tolerance.
+// half), k blocks of 512 and their edge, tile widths 10, 11, 12 and 1 (37 = 3 x 12 + 1). With
+// KITE_F16_GEMM's fp32 choice F16 prompts keep the fp32 tolerance.
 TEST(Kernels, F16GemmBf16IsBf16RoundedProducts) {
   LevelGuard guard;
   F16GemmGuard gemm_guard;
