@@ -10,11 +10,13 @@
 // tests trivial (Highway's own dispatch would be a second mechanism). An ARM port adds a `neon`
 // namespace (vdotq_s32 / vmlal for int8, fp16 vcvt) and a table row here; the drivers
 // (cpu/matmul.cpp), data layouts and tests are ISA-independent.
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -193,34 +195,55 @@ bool cpu_is_amd() {
 #endif
 }
 
-int initial_stream_plan() {
-  const StreamPlan by_vendor = cpu_is_amd() ? StreamPlan::Sequential : StreamPlan::Interleaved;
-  const char* e = std::getenv("KITE_STREAMS");
-  if (!e || !*e) return static_cast<int>(by_vendor);
-  for (StreamPlan p : {StreamPlan::Interleaved, StreamPlan::Sequential})
-    if (std::strcmp(e, stream_plan_name(p)) == 0) return static_cast<int>(p);
-  std::fprintf(stderr, "kite: KITE_STREAMS=%s is not one of interleaved, sequential; using %s\n", e,
-               stream_plan_name(by_vendor));
-  return static_cast<int>(by_vendor);
-}
+// A run-time choice among N values of E: from the environment variable `var` at first use (an
+// unknown value is reported and the machine's default kept), or set() by the program. constinit:
+// ready before any static constructor elsewhere could ask.
+template <class E, int N>
+class EnvChoice {
+ public:
+  constexpr EnvChoice(const char* var, std::array<E, N> values, const char* (*name)(E), E (*by_machine)())
+      : var_(var), values_(values), name_(name), by_machine_(by_machine) {}
+  E get() {
+    int v = v_.load(std::memory_order_relaxed);
+    if (v < 0) {
+      v = static_cast<int>(initial());
+      v_.store(v, std::memory_order_relaxed);
+    }
+    return static_cast<E>(v);
+  }
+  E set(E e) {
+    const E prev = get();
+    v_.store(static_cast<int>(e), std::memory_order_relaxed);
+    return prev;
+  }
 
-std::atomic<int> g_stream_plan{-1};  // -1: not chosen yet
+ private:
+  E initial() const {
+    const E def = by_machine_();
+    const char* e = std::getenv(var_);
+    if (!e || !*e) return def;
+    std::string names;
+    for (E v : values_) {
+      if (std::strcmp(e, name_(v)) == 0) return v;
+      names += (names.empty() ? "" : ", ") + std::string(name_(v));
+    }
+    std::fprintf(stderr, "kite: %s=%s is not one of %s; using %s\n", var_, e, names.c_str(), name_(def));
+    return def;
+  }
+  const char* var_;
+  std::array<E, N> values_;
+  const char* (*name_)(E);
+  E (*by_machine_)();
+  std::atomic<int> v_{-1};  // -1: not chosen yet
+};
+
+constinit EnvChoice<StreamPlan, 2> g_stream_plan("KITE_STREAMS", {StreamPlan::Interleaved, StreamPlan::Sequential},
+                                       stream_plan_name,
+                                       [] { return cpu_is_amd() ? StreamPlan::Sequential : StreamPlan::Interleaved; });
 }  // namespace
 
-StreamPlan stream_plan() {
-  int p = g_stream_plan.load(std::memory_order_relaxed);
-  if (p < 0) {
-    p = initial_stream_plan();
-    g_stream_plan.store(p, std::memory_order_relaxed);
-  }
-  return static_cast<StreamPlan>(p);
-}
-
-StreamPlan set_stream_plan(StreamPlan plan) {
-  const StreamPlan prev = stream_plan();
-  g_stream_plan.store(static_cast<int>(plan), std::memory_order_relaxed);
-  return prev;
-}
+StreamPlan stream_plan() { return g_stream_plan.get(); }
+StreamPlan set_stream_plan(StreamPlan plan) { return g_stream_plan.set(plan); }
 
 const char* stream_plan_name(StreamPlan plan) {
   return plan == StreamPlan::Sequential ? "sequential" : "interleaved";
@@ -232,31 +255,14 @@ bool cpu_has_avx512_bf16() {
   return has;
 }
 
-int initial_f16_gemm() {
-  const F16Gemm by_cpu = cpu_has_avx512_bf16() ? F16Gemm::Bf16 : F16Gemm::Fp32;
-  const char* e = std::getenv("KITE_F16_GEMM");
-  if (!e || !*e) return static_cast<int>(by_cpu);
-  for (F16Gemm g : {F16Gemm::Fp32, F16Gemm::Bf16})
-    if (std::strcmp(e, f16_gemm_name(g)) == 0) return static_cast<int>(g);
-  std::fprintf(stderr, "kite: KITE_F16_GEMM=%s is not one of fp32, bf16; using %s\n", e, f16_gemm_name(by_cpu));
-  return static_cast<int>(by_cpu);
-}
-
-std::atomic<int> g_f16_gemm{-1};  // -1: not chosen yet
+constinit EnvChoice<F16Gemm, 2> g_f16_gemm("KITE_F16_GEMM", {F16Gemm::Fp32, F16Gemm::Bf16}, f16_gemm_name,
+                                 [] { return cpu_has_avx512_bf16() ? F16Gemm::Bf16 : F16Gemm::Fp32; });
 }  // namespace
 
-F16Gemm f16_gemm() {
-  int g = g_f16_gemm.load(std::memory_order_relaxed);
-  if (g < 0) {
-    g = initial_f16_gemm();
-    g_f16_gemm.store(g, std::memory_order_relaxed);
-  }
-  return !cpu_has_avx512_bf16() ? F16Gemm::Fp32 : static_cast<F16Gemm>(g);
-}
-
+F16Gemm f16_gemm() { return cpu_has_avx512_bf16() ? g_f16_gemm.get() : F16Gemm::Fp32; }
 F16Gemm set_f16_gemm(F16Gemm g) {
-  const F16Gemm prev = f16_gemm();
-  g_f16_gemm.store(static_cast<int>(g), std::memory_order_relaxed);
+  const F16Gemm prev = f16_gemm();  // the effective choice, as f16_gemm() reports it
+  g_f16_gemm.set(g);
   return prev;
 }
 

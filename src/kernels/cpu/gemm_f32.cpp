@@ -244,11 +244,15 @@ void pack_a(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_t kc,
     }
 }
 
+// Lanes [0, n) of a 16-lane vector (none for n <= 0, all for n >= 16).
+inline __mmask16 first_lanes(int64_t n) {
+  return n >= 16 ? 0xffff : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1);
+}
+
 // Writes (or adds) the 32 x NR accumulators to y[t][0..rows): c0[t] rows 0..15, c1[t] rows 16..31.
 template <int NR>
 inline void store_tile(__m512 c0[NR], __m512 c1[NR], float* y, int64_t ldy, int rows, bool accumulate) {
-  const __mmask16 m0 = rows >= 16 ? 0xffff : static_cast<__mmask16>((1u << rows) - 1);
-  const __mmask16 m1 = rows >= 32 ? 0xffff : rows <= 16 ? 0 : static_cast<__mmask16>((1u << (rows - 16)) - 1);
+  const __mmask16 m0 = first_lanes(rows), m1 = first_lanes(rows - 16);
 #pragma GCC unroll 16
   for (int t = 0; t < NR; t++) {
     float* yt = y + t * ldy;
@@ -345,8 +349,7 @@ void pack_b_bf16(const float* x, int64_t ldx, int nr, int64_t n_in, int, void* t
     const float* xt = x + t * ldx;
     for (int64_t p = 0; p < n_pairs; p += 16) {
       const int64_t n = n_in - 2 * p < 32 ? n_in - 2 * p : 32;  // elements left in this group
-      const __mmask16 m0 = n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
-      const __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : static_cast<__mmask16>((1u << (n - 16)) - 1);
+      const __mmask16 m0 = first_lanes(n), m1 = first_lanes(n - 16);
       _mm512_store_si512(lane, pairs_bf16(_mm512_maskz_loadu_ps(m0, xt + 2 * p), _mm512_maskz_loadu_ps(m1, xt + 2 * p + 16)));
       for (int64_t j = 0; j < (n + 1) / 2; j++) b[(p + j) * nr + t] = lane[j];
     }
@@ -361,8 +364,7 @@ void pack_a_bf16(const uint8_t* w, size_t w_stride, int rows, int64_t k0, int64_
   for (int h = 0; h < kMR / 16; h++)
     for (int64_t k = 0; k < kc; k += 32) {
       const int64_t n = kc - k < 32 ? kc - k : 32;
-      const __mmask16 m0 = n >= 16 ? 0xffff : static_cast<__mmask16>((1u << n) - 1);
-      const __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : static_cast<__mmask16>((1u << (n - 16)) - 1);
+      const __mmask16 m0 = first_lanes(n), m1 = first_lanes(n - 16);
       __m512 r[16];
       for (int i = 0; i < 16; i++) {
         const int row = 16 * h + i;
