@@ -5,7 +5,9 @@
 // KITE_BENCH_THREADS=1,2 (default 1 and omp_get_max_threads()), KITE_BENCH_TOK=1,512 (default),
 // KITE_KERNELS=ref|avx2|avx512 for a lower kernel level, KITE_BENCH_PACK=0 to time Q8_0/Q4_0 in
 // the file layout instead of the packed one, KITE_BENCH_IN_CACHE=1 to time one copy of each matrix
-// (in cache when small: the kernels' compute speed rather than memory's).
+// (in cache when small: the kernels' compute speed rather than memory's), KITE_BENCH_EXACT=1 to
+// time batches as speculative verification runs them (kernels::ExactBatchScope: the matvec
+// kernels up to 65 tokens, streamed from memory like decode).
 //
 // Decode (n_tok = 1) is memory-bound: it is timed over copies of the weights totalling > 1 GiB so
 // each call streams from DRAM as in a real decode step (a single 8 MB matrix would sit in L3), and
@@ -27,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -159,7 +162,11 @@ struct Result {
 Result time_matmul(DType type, const Shape& s, int n_tok) {
   const size_t rb = row_bytes(type, s.n_in), wbytes = rb * s.n_out;
   const bool in_cache = std::getenv("KITE_BENCH_IN_CACHE") != nullptr;  // one copy: compute speed
-  const int copies = n_tok <= 4 && !in_cache ? static_cast<int>(std::max<size_t>(1, (size_t(1) << 30) / wbytes)) : 1;
+  const bool exact = std::getenv("KITE_BENCH_EXACT") != nullptr;
+  std::optional<kk::ExactBatchScope> exact_scope;
+  if (exact) exact_scope.emplace();
+  const bool streamed = n_tok <= 4 || kk::exact_batch(n_tok);  // decode-like: W from memory
+  const int copies = streamed && !in_cache ? static_cast<int>(std::max<size_t>(1, (size_t(1) << 30) / wbytes)) : 1;
   std::vector<uint8_t> w(wbytes * copies);  // [copies][n_out] rows
   {
     std::mt19937 rng(1);
@@ -193,7 +200,7 @@ Result time_matmul(DType type, const Shape& s, int n_tok) {
   double t0 = now_s();
   kk::matmul(t, x.data(), y.data(), n_tok);
   const double once = now_s() - t0;
-  const int calls = n_tok <= 4 ? std::max(copies, static_cast<int>(0.2 / once)) : std::max(1, static_cast<int>(0.3 / once));
+  const int calls = streamed ? std::max(copies, static_cast<int>(0.2 / once)) : std::max(1, static_cast<int>(0.3 / once));
   std::vector<double> passes, cpu_passes;
   for (int p = 0; p < 5; p++) {
     t0 = now_s();

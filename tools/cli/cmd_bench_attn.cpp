@@ -121,9 +121,9 @@ Runner add_bench_attn(CLI::App& app) {
       out["results"].push_back(r);
       if (!o->json) {
         std::printf("ctx %6d  naive %10.2f ms  flash %9.3f ms  speed-up %5.1fx  memory naive %7.3f MB  flash %7.3f MB"
-                    "  (a materialised score matrix would be %.0f MB)\n",
+                    "  (a materialised score matrix would be %.3g MB)\n",
                     ctx, naive_ms, flash_ms, naive_ms / flash_ms, naive_mb, flash_mb,
-                    double(o->heads) * ctx * ctx * 4 / 1e6);
+                    double(o->heads) * s.n_tok * ctx * 4 / 1e6);
         std::fflush(stdout);
       }
     }
