@@ -12,6 +12,7 @@
 #include "core/mmap.h"
 #include "kite/kite.h"
 #include "runtime/lookup.h"
+#include "runtime/spec_policy.h"
 #include "runtime/speculative.h"
 #include "test_util.h"
 
@@ -318,6 +319,38 @@ TEST(SpecGreedy, Q8_0PairMatchesTargetOverLongRuns) {
       Session t(target, so), d(draft, so);
       spec.draft = &d;
       EXPECT_EQ(generate_speculative(t, c.prompt_ids, g, spec).ids, plain.ids) << "draft length " << (k ? k : -1);
+    }
+  }
+}
+
+// The gate, on synthetic timings (ms of CPU time): a draft measured slower per token than a
+// plain step can pay with any acceptance stops being tried (no probes); a cheap one keeps going.
+TEST(SpecPolicyGate, SlowDraftIsNotTriedAgain) {
+  for (const double draft_ms : {3.0, 0.2}) {
+    PolicyOptions o;
+    o.draft_max = 4;
+    o.draft_ratio = 0.2;  // what the sizes suggest; the measurements overrule it
+    SpecPolicy p(o);
+    int rounds = 0;
+    for (int step = 0; step < 200; step++) {
+      if (!p.begin_round()) {
+        p.cost().record_target(1, 1.0);
+        p.plain_step(1.0);
+        continue;
+      }
+      rounds++;
+      // One proposal, accepted: a draft evaluation and a target pass over 2 tokens.
+      p.cost().record_draft(1, draft_ms);
+      p.draft_evaluated();
+      ASSERT_TRUE(p.include(p.bin_of_confidence(0.95f)) || draft_ms > 1);
+      p.add(p.bin_of_confidence(0.95f));
+      p.cost().record_target(2, 1.2);
+      p.end_round(1, 1, 2, draft_ms + 1.2);
+    }
+    if (draft_ms > 1) {
+      EXPECT_LE(rounds, 4) << "a draft 3x slower than the target must stop being tried";
+    } else {
+      EXPECT_GE(rounds, 150) << "a draft at 0.2 of the target that is always right must keep going";
     }
   }
 }

@@ -7,6 +7,7 @@
 //    enumerated from the target. The draft's own distribution must fail the same test (power).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -92,6 +93,22 @@ TEST(SpecDistribution, MatchesSamplerDraws) {
   EXPECT_EQ(d.most_likely(), Sampler(g).sample(logits, history));
   EXPECT_GT(d.confidence(), 0);
   EXPECT_LE(d.confidence(), 1);
+
+  // Greedy without penalties (the fast path over the logits as they are): the first maximum,
+  // its softmax probability as confidence (float, within 1e-5), or 1 when not asked for.
+  g.repeat_penalty = 1;
+  std::vector<float> tied = logits;
+  const int32_t best = int32_t(std::max_element(tied.begin(), tied.end()) - tied.begin());
+  tied.push_back(tied[size_t(best)]);  // a later tie must not win
+  compute_distribution(tied, g, history, d);
+  EXPECT_EQ(d.most_likely(), best);
+  EXPECT_EQ(Sampler(g).sample(tied, history), best);
+  double sum = 0;
+  for (float l : tied) sum += std::exp(double(l) - double(tied[size_t(best)]));
+  EXPECT_NEAR(d.confidence(), 1 / sum, 1e-5);
+  compute_distribution(tied, g, history, d, /*need_confidence=*/false);
+  EXPECT_EQ(d.most_likely(), best);
+  EXPECT_EQ(d.confidence(), 1.0f);
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 
 namespace kite {
 
@@ -28,16 +29,40 @@ float TokenDistribution::prob(int32_t id) const {
   return 0;
 }
 
+// Greedy: the first maximum, with probability 1. Its confidence is its softmax probability at
+// temperature 1, 1 / sum(exp(l - max)), in float with the SIMD softmax (the policy only bins it
+// in tenths); callers that do not use it (verification) skip it, for it is most of the cost.
+void greedy_result(std::span<const float> logits, TokenDistribution& out, bool need_confidence) {
+  const int n = int(logits.size());
+  int best = 0;
+  for (int i = 1; i < n; i++)
+    if (logits[i] > logits[best]) best = i;
+  out.confidence_ = 1;
+  if (need_confidence) {
+    thread_local std::vector<float> work;
+    work.assign(logits.begin(), logits.end());
+    kernels::softmax(work.data(), n);
+    out.confidence_ = work[size_t(best)];
+  }
+  out.probs_.assign(1, {1.0f, best});
+}
+
 void compute_distribution(std::span<const float> logits, const SamplingParams& p,
-                          std::span<const int32_t> history, TokenDistribution& out) {
+                          std::span<const int32_t> history, TokenDistribution& out, bool need_confidence) {
   const int n_vocab = int(logits.size());
   check(n_vocab > 0, "compute_distribution: empty logits");
   auto& cand = out.probs_;
+  const bool penalize = p.repeat_penalty != 1.0f || p.frequency_penalty != 0 || p.presence_penalty != 0;
+  if (p.temperature <= 0 && !(penalize && !history.empty())) {
+    // Greedy without penalties: the logits as they are. (Copying them into candidates costs a
+    // few percent of a small model's decode step.)
+    greedy_result(logits, out, need_confidence);
+    return;
+  }
   cand.resize(n_vocab);
   for (int i = 0; i < n_vocab; i++) cand[i] = {logits[i], i};
 
   // Penalties over the last penalty_last_n tokens (as Sampler).
-  const bool penalize = p.repeat_penalty != 1.0f || p.frequency_penalty != 0 || p.presence_penalty != 0;
   if (penalize && !history.empty()) {
     size_t from = 0;
     if (p.penalty_last_n >= 0 && history.size() > size_t(p.penalty_last_n)) from = history.size() - p.penalty_last_n;
@@ -52,15 +77,9 @@ void compute_distribution(std::span<const float> logits, const SamplingParams& p
   }
 
   if (p.temperature <= 0) {
-    // Greedy: the first maximum, with probability 1. Confidence: its softmax probability.
-    int best = 0;
-    for (int i = 1; i < n_vocab; i++)
-      if (cand[i].first > cand[best].first) best = i;
-    const float mx = cand[best].first;
-    double sum = 0;
-    for (const auto& c : cand) sum += std::exp(double(c.first) - mx);
-    out.confidence_ = float(1.0 / sum);
-    cand = {{1.0f, best}};
+    std::vector<float> penalized(static_cast<size_t>(n_vocab));
+    for (int i = 0; i < n_vocab; i++) penalized[i] = cand[i].first;
+    greedy_result(penalized, out, need_confidence);
     return;
   }
 

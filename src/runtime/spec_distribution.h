@@ -29,15 +29,17 @@ class TokenDistribution {
 
  private:
   friend void compute_distribution(std::span<const float>, const SamplingParams&, std::span<const int32_t>,
-                                   TokenDistribution&);
+                                   TokenDistribution&, bool);
+  friend void greedy_result(std::span<const float>, TokenDistribution&, bool);
   std::vector<std::pair<float, int32_t>> probs_;  // (probability, id)
   float confidence_ = 1;
 };
 
 // Fills `out` with the distribution Sampler(params).sample(logits, history) draws from; the same
 // steps in the same arithmetic as src/runtime/sampler.cpp, so the supports agree exactly.
+// need_confidence = false skips computing confidence() for greedy parameters (it is then 1).
 void compute_distribution(std::span<const float> logits, const SamplingParams& params,
-                          std::span<const int32_t> history, TokenDistribution& out);
+                          std::span<const int32_t> history, TokenDistribution& out, bool need_confidence = true);
 
 // Draws a token from d.
 int32_t sample_from(const TokenDistribution& d, std::mt19937_64& rng);

@@ -22,6 +22,9 @@ constexpr int kFirstPause = 4, kMaxPause = 64;
 // the noise of rates measured on a busy machine pauses good speculation, and each pause and
 // probe costs a little (the draft catching up).
 constexpr double kMargin = 0.05;
+// Rounds are not even tried when the measured draft is so slow that proposals accepted this often
+// (more than most pairs manage) would still lose to plain steps.
+constexpr double kOptimisticAcceptance = 0.9;
 }  // namespace
 
 // ---- RecentTimes ----
@@ -36,50 +39,45 @@ double RecentTimes::median() const {
   return s[n / 2];
 }
 
-// ---- CostModel ----
+// ---- BatchTimes ----
 
-CostModel::CostModel(int max_batch, double draft_ratio, double batch_slope, bool measure)
-    : target_(size_t(std::max(1, max_batch)) + 1), draft_ratio_(draft_ratio), slope_(batch_slope), measure_(measure) {}
+BatchTimes::BatchTimes(int max_batch, double slope) : by_size_(size_t(std::max(1, max_batch)) + 1), slope_(slope) {}
 
-void CostModel::record_target(int n_tok, double ms) {
-  if (measure_ && n_tok >= 1 && n_tok < int(target_.size())) target_[n_tok].add(ms);
+void BatchTimes::record(int n_tok, double ms) {
+  if (n_tok >= 1 && n_tok < int(by_size_.size())) by_size_[n_tok].add(ms);
 }
 
-void CostModel::record_draft(double ms) {
-  if (measure_) draft_.add(ms);
+double BatchTimes::unit(double fallback) const {
+  if (by_size_[1].ready()) return by_size_[1].median();
+  for (int b = 2; b < int(by_size_.size()); b++)
+    if (by_size_[b].ready()) return by_size_[b].median() / (1 + slope_ * (b - 1));
+  return fallback;
 }
 
-double CostModel::unit() const {
-  if (target_[1].ready()) return target_[1].median();
-  for (int b = 2; b < int(target_.size()); b++)
-    if (target_[b].ready()) return target_[b].median() / (1 + slope_ * (b - 1));
-  return 1;
-}
-
-double CostModel::target(int n_tok) const {
-  n_tok = std::clamp(n_tok, 1, int(target_.size()) - 1);
+double BatchTimes::at(int n_tok, double fallback_unit) const {
+  n_tok = std::clamp(n_tok, 1, int(by_size_.size()) - 1);
   // Measured sizes as they are, others interpolated between the nearest measured ones, or
   // extrapolated from the nearest with the assumed slope; then made non-decreasing (a larger
   // batch never costs less: a dip is noise).
+  const double step = slope_ * unit(fallback_unit);
   double est = 0, prev = 0;
   for (int b = 1; b <= n_tok; b++) {
-    if (target_[b].ready()) {
-      est = target_[b].median();
+    if (by_size_[b].ready()) {
+      est = by_size_[b].median();
     } else {
       int lo = b - 1, hi = b + 1;
-      while (lo >= 1 && !target_[lo].ready()) lo--;
-      while (hi < int(target_.size()) && !target_[hi].ready()) hi++;
-      const bool has_lo = lo >= 1, has_hi = hi < int(target_.size());
-      const double step = slope_ * unit();
+      while (lo >= 1 && !by_size_[lo].ready()) lo--;
+      while (hi < int(by_size_.size()) && !by_size_[hi].ready()) hi++;
+      const bool has_lo = lo >= 1, has_hi = hi < int(by_size_.size());
       if (has_lo && has_hi) {
-        const double a = target_[lo].median(), c = target_[hi].median();
+        const double a = by_size_[lo].median(), c = by_size_[hi].median();
         est = a + (c - a) * (b - lo) / double(hi - lo);
       } else if (has_lo) {
-        est = target_[lo].median() + step * (b - lo);
+        est = by_size_[lo].median() + step * (b - lo);
       } else if (has_hi) {
-        est = std::max(0.0, target_[hi].median() - step * (hi - b));
+        est = std::max(0.0, by_size_[hi].median() - step * (hi - b));
       } else {
-        est = unit() + step * (b - 1);
+        est = unit(fallback_unit) + step * (b - 1);
       }
     }
     prev = std::max(prev, est);
@@ -87,9 +85,30 @@ double CostModel::target(int n_tok) const {
   return prev;
 }
 
+// ---- CostModel ----
+
+CostModel::CostModel(int max_batch, double draft_ratio, double batch_slope, bool measure)
+    : target_(max_batch, batch_slope), draft_ratio_(draft_ratio), slope_(batch_slope), measure_(measure) {}
+
+void CostModel::record_target(int n_tok, double ms) {
+  if (measure_) target_.record(n_tok, ms);
+}
+
+// The draft's evaluations come in many sizes (catching up on 1 to kMaxCatchUp tokens, then one
+// at a time), so each is brought to a one-token time by the assumed slope: a first estimate
+// after a few evaluations of any size.
+void CostModel::record_draft(int n_tok, double ms) {
+  if (measure_ && n_tok >= 1) draft_unit_.add(ms / (1 + slope_ * (n_tok - 1)));
+}
+
+double CostModel::target(int n_tok) const { return target_.at(n_tok, 1); }
+
 double CostModel::slot(int n_tok) const { return std::max(0.0, target(n_tok + 1) - target(n_tok)); }
 
-double CostModel::draft() const { return draft_.ready() ? draft_.median() : unit() * draft_ratio_; }
+double CostModel::draft(int n_tok) const {
+  const double unit = draft_unit_.ready() ? draft_unit_.median() : target_.unit(1) * draft_ratio_;
+  return unit * (1 + slope_ * (std::max(1, n_tok) - 1));
+}
 
 // ---- AcceptanceModel ----
 
@@ -150,10 +169,26 @@ bool SpecPolicy::begin_round() {
     }
     return false;
   }
+  if (!can_pay()) {  // a draft this slow loses at any acceptance: no probing either
+    pause_len_ = pause_ = kMaxPause;
+    return false;
+  }
   return true;
 }
 
-void SpecPolicy::draft_evaluated() { spent_ += cost_.draft(); }
+bool SpecPolicy::can_pay() const {
+  if (o_.lookup || !cost_.draft_measured()) return true;
+  const double plain = cost_.target(1), draft = cost_.draft();
+  double expected = 1, all = 1;
+  for (int k = 1; k <= o_.draft_max; k++) {
+    all *= kOptimisticAcceptance;
+    expected += all;
+    if (expected * plain > k * draft + cost_.target(k + 1)) return true;  // beats plain steps' rate
+  }
+  return false;
+}
+
+void SpecPolicy::draft_evaluated(int n_tok) { spent_ += cost_.draft(n_tok); }
 
 // A marginal step (another proposal, or another draft evaluation) is worth it when it brings
 // expected tokens at least at the rate the round achieves so far: gain / cost > expected / spent.
@@ -203,6 +238,7 @@ void SpecPolicy::end_round(int accepted, int draft_evals, int produced, double m
     plain_step(ms);
     return;
   }
+  // (The first evaluation may have caught up on several tokens: estimated as one.)
   const double spent = ms >= 0 && cost_.measuring() ? ms : draft_evals * cost_.draft() + cost_.target(n + 1);
   spec_.add(produced, spent, kSpecDecay);
   // Judge once a few rounds have accumulated: single rounds swing with each acceptance.

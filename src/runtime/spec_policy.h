@@ -31,26 +31,42 @@ class RecentTimes {
   int n_ = 0;
 };
 
+// Pass times by batch size: measured medians, and for sizes not measured yet an estimate from
+// the nearest measured ones (or from a fallback one-token time) with an assumed slope.
+class BatchTimes {
+ public:
+  BatchTimes(int max_batch, double slope);
+  void record(int n_tok, double ms);  // sizes above max_batch are not kept
+  // A one-token pass: measured, or inferred from another size, or the fallback.
+  double unit(double fallback) const;
+  // A pass over n_tok tokens (clamped to max_batch); never less than a smaller batch's.
+  double at(int n_tok, double fallback_unit) const;
+
+ private:
+  std::vector<RecentTimes> by_size_;  // [n_tok]
+  double slope_;
+};
+
 class CostModel {
  public:
   // max_batch: the largest target batch (draft_max + 1). draft_ratio: the draft's time per token
-  // relative to a target pass of one token; batch_slope: the target's extra time per extra token
-  // in a batch, relative to one token. Both are the estimates used until measurements exist
-  // (and for good when measure is false).
+  // relative to a target pass of one token; batch_slope: a batch's extra time per extra token,
+  // relative to one token. Both are the estimates used until measurements exist (and for good
+  // when measure is false); the draft's slope stays assumed.
   CostModel(int max_batch, double draft_ratio, double batch_slope, bool measure);
   void record_target(int n_tok, double ms);
-  void record_draft(double ms);  // one draft evaluation of a single token
+  void record_draft(int n_tok, double ms);
   bool measuring() const { return measure_; }
+  bool draft_measured() const { return draft_unit_.ready(); }
 
-  double target(int n_tok) const;  // estimated time of a target pass over n_tok tokens
-  double draft() const;            // estimated time of a draft evaluation
+  double target(int n_tok) const;     // estimated time of a target pass over n_tok tokens
+  double draft(int n_tok = 1) const;  // estimated time of a draft evaluation of n_tok tokens
   // Extra time for growing a target batch from n_tok to n_tok + 1 tokens (never negative).
   double slot(int n_tok) const;
 
  private:
-  double unit() const;  // a one-token target pass, measured or inferred from another batch size
-  std::vector<RecentTimes> target_;  // by batch size
-  RecentTimes draft_;
+  BatchTimes target_;
+  RecentTimes draft_unit_;  // draft evaluations, each brought to one token by the slope
   double draft_ratio_, slope_;
   bool measure_;
 };
@@ -89,7 +105,7 @@ class SpecPolicy {
   // Should the next proposal, in acceptance bin `bin`, join this round's batch?
   bool include(int bin) const;
   void add(int bin);       // it did
-  void draft_evaluated();  // a draft evaluation was spent on this round
+  void draft_evaluated(int n_tok = 1);  // a draft evaluation (of n_tok tokens) was spent on this round
   // Is one more draft evaluation worth it? (Draft model only.)
   bool keep_drafting() const;
   // The round's outcome: how many proposals were accepted, how many draft evaluations it cost,
@@ -115,6 +131,7 @@ class SpecPolicy {
   };
 
   bool worth(double gain, double cost) const;
+  bool can_pay() const;  // could a round beat plain steps with optimistic acceptance?
   void pause();
 
   PolicyOptions o_;

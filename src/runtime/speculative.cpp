@@ -59,8 +59,9 @@ double thread_cpu_ms() {
 // What the cost model assumes before (or instead of) measuring: the draft costs its share of the
 // weight bytes, and each extra token in a batch a fifth of a one-token pass.
 constexpr double kBatchSlopeEstimate = 0.2;
-// A draft more than kMaxCatchUp tokens behind restarts on the last kRestartWindow tokens.
-constexpr int kMaxCatchUp = 40, kRestartWindow = 32;
+// A draft more than kMaxCatchUp tokens behind restarts on the last kRestartWindow tokens (no
+// more costly than catching up, and its proposals need only recent context).
+constexpr int kMaxCatchUp = 32, kRestartWindow = 32;
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
@@ -143,7 +144,7 @@ std::span<const float> SpeculativeLoop::eval_target(std::span<const int32_t> bat
 std::span<const float> SpeculativeLoop::eval_draft(std::span<const int32_t> tokens) {
   const double t0 = thread_cpu_ms();
   std::span<const float> logits = draft_->eval(tokens);
-  if (tokens.size() == 1) policy_.cost().record_draft(thread_cpu_ms() - t0);
+  policy_.cost().record_draft(int(tokens.size()), thread_cpu_ms() - t0);
   stats_.draft_evals++;
   return logits;
 }
@@ -168,10 +169,10 @@ Proposal SpeculativeLoop::propose_with_draft(int limit) {
     draft_->truncate(0);
     draft_from_ = known = std::max(0, int(ctx_.size()) - kRestartWindow);
   }
-  std::span<const float> logits =
-      eval_draft(std::span<const int32_t>(ctx_.data() + known, ctx_.size() - size_t(known)));
+  const std::span<const int32_t> catch_up(ctx_.data() + known, ctx_.size() - size_t(known));
+  std::span<const float> logits = eval_draft(catch_up);
   prop.draft_evals = 1;
-  policy_.draft_evaluated();
+  policy_.draft_evaluated(int(catch_up.size()));
   for (;;) {
     compute_distribution(logits, draft_params_, history, dist_);
     const int bin = policy_.bin_of_confidence(dist_.confidence());
@@ -207,7 +208,7 @@ std::vector<int32_t> SpeculativeLoop::verify(const Proposal& prop, std::span<con
   const size_t k = prop.tokens.size();
   for (size_t i = 0; i <= k; i++) {
     std::span<const float> row = logits.subspan(i * size_t(n_vocab_), size_t(n_vocab_));
-    compute_distribution(row, opts_.sampling, history, dist_);
+    compute_distribution(row, opts_.sampling, history, dist_, /*need_confidence=*/false);
     if (i == k) {  // every proposal accepted (or none made): the target's own next token
       out.push_back(greedy_ ? dist_.most_likely() : sample_from(dist_, rng_));
       break;
