@@ -105,7 +105,7 @@ void micro_kernel(const uint8_t* a, const uint8_t* b, int64_t nb, float* y, int6
       const __m512i wv = _mm512_load_si512(ab + g * 64);
       const int32_t* xg = reinterpret_cast<const int32_t*>(bb + g * NR * 4);
 #pragma GCC unroll 16
-      for (int t = 0; t < NR; t++) acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32(xg[t]));
+      for (int t = 0; t < NR; t++) acc[t] = dpbusd_bcast(acc[t], wv, xg + t);
     }
     const __m512 dw = _mm512_load_ps(reinterpret_cast<const float*>(ab + 512));
 #pragma GCC unroll 16

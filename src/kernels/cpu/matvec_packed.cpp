@@ -26,15 +26,6 @@ namespace {
 // How far ahead each stream is prefetched, in records (measured: 6, or 8 into L2, no faster).
 constexpr int kPrefetchRecords = 3;
 
-// acc += w (unsigned bytes) . the 4 bytes at x in every lane, broadcast by the instruction's memory
-// operand ({1to16}). GCC emits a separate vpbroadcastd for _mm512_set1_epi32 of a loaded value;
-// folded into vpdpbusd, Q4_0 decode in cache (KITE_BENCH_IN_CACHE=1) went from 68 to 72 GB/s
-// on one Zen 4 core (Q8_0 unchanged, ~84).
-inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* x) {
-  __asm__("vpdpbusd %[x]%{1to16%}, %[w], %[acc]" : [acc] "+v"(acc) : [w] "v"(w), [x] "m"(*reinterpret_cast<const int32_t*>(x)));
-  return acc;
-}
-
 struct PackedQ8_0 {
   static constexpr int kZero = 128;
   static constexpr size_t kRecord = 1088, kBlockQ = 512;
