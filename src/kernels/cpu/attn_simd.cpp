@@ -412,7 +412,7 @@ void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride,
   QueryQ8 q;
   const int n_blk = hd / 32;
   alignas(64) float dk[kQ8MaxHd / 32][Bc];
-  gather_q8_scales(K, k_stride, nb, n_blk, dk);
+  bool have_dk = false;  // gathered after the first pass over the keys, which brings their lines in
   alignas(64) int32_t isum[2][kQ8MaxHd / 32][Bc];  // [row of the pair][block][key]
   // The groups of 4 fill keys up to nb rounded up to 4; the vector pass reads up to a multiple
   // of 16: defined zeros there (those scores are never read).
@@ -437,6 +437,10 @@ void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride,
         if (K_next && r0 == 0 && r == 0) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
         if (n2 == 2) block_dots_q8<2>(q, r, hd, k, isum, j);
         else block_dots_q8<1>(q, r, hd, k, isum, j);
+      }
+      if (!have_dk) {
+        gather_q8_scales(K, k_stride, nb, n_blk, dk);
+        have_dk = true;
       }
       for (int rr = 0; rr < n2; rr++) {
         float* srow = S + size_t(r0 + r + rr) * Bc;
@@ -534,28 +538,47 @@ inline void pv_q8_cols(const float (*pd)[kQ8MaxHd / 32][Bc], int nb, const uint8
                                [&](int r, int j, int v) { return pd[r][(d0 + 16 * v) / 32][j]; });
 }
 
+// Keys in chunks of 16: a chunk's scales are gathered (once, for the first pair of rows) just
+// before its rows are used, so the gather touches lines the hardware prefetcher is already
+// bringing in (gathering the whole block's scales first touched its 64 rows at once). Same
+// bits: the same p * d products, and each accumulator still sums the keys in order (chunks after
+// the first rescale it by 1, exactly).
 void pv_q8(const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int hd, const float* corr, float* acc,
            const uint8_t* V_next) {
+  constexpr int kChunk = 16;
   const int n_blk = hd / 32;
   alignas(64) float dv[kQ8MaxHd / 32][Bc];
-  gather_q8_scales(V, v_stride, nb, n_blk, dv);
-  alignas(64) float pd[2][kQ8MaxHd / 32][Bc];  // [row of the pair][block][key]
-  for (int r = 0; r < R; r += 2, V_next = nullptr) {
+  alignas(64) float pd[2][kQ8MaxHd / 32][Bc];  // [row of the pair][block][key of the chunk]
+  const float ones[2] = {1, 1};
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int r = 0; r < R; r += 2) {
     const int n2 = std::min(2, R - r);
-    for (int rr = 0; rr < n2; rr++)
-      for (int b = 0; b < n_blk; b++)
-        for (int j = 0; j < nb; j += 16)
-          _mm512_store_ps(pd[rr][b] + j,
-                          _mm512_mul_ps(_mm512_loadu_ps(P + size_t(r + rr) * Bc + j), _mm512_load_ps(dv[b] + j)));
     float* ar = acc + size_t(r) * hd;
-    int d0 = 0;
-    for (; d0 + 64 <= hd; d0 += 64, V_next = nullptr) {
-      if (n2 == 2) pv_q8_cols<2, 4>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
-      else pv_q8_cols<1, 4>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
-    }
-    for (; d0 < hd; d0 += 16, V_next = nullptr) {
-      if (n2 == 2) pv_q8_cols<2, 1>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
-      else pv_q8_cols<1, 1>(pd, nb, V, v_stride, hd, corr + r, ar, d0, V_next);
+    for (int j0 = 0; j0 < nb; j0 += kChunk) {
+      const int nc = std::min(kChunk, nb - j0);
+      if (r == 0) {  // the chunk's scales (keys past nb repeat key nb - 1)
+        const __m512i key = _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j0)), _mm512_set1_epi32(nb - 1));
+        const __m512i off = _mm512_mullo_epi32(key, _mm512_set1_epi32(int(v_stride)));
+        for (int b = 0; b < n_blk; b++) {
+          const __m512i w = _mm512_i32gather_epi32(off, V + b * sizeof(BlockQ8_0), 1);
+          _mm512_store_ps(dv[b] + j0, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
+        }
+      }
+      for (int rr = 0; rr < n2; rr++)
+        for (int b = 0; b < n_blk; b++)
+          _mm512_store_ps(pd[rr][b], _mm512_mul_ps(_mm512_loadu_ps(P + size_t(r + rr) * Bc + j0), _mm512_load_ps(dv[b] + j0)));
+      const float* cr = j0 == 0 ? corr + r : ones;
+      const uint8_t* Vc = V + size_t(j0) * v_stride;
+      const uint8_t* Vn = r == 0 && V_next ? V_next + size_t(j0) * v_stride : nullptr;
+      int d0 = 0;
+      for (; d0 + 64 <= hd; d0 += 64, Vn = nullptr) {
+        if (n2 == 2) pv_q8_cols<2, 4>(pd, nc, Vc, v_stride, hd, cr, ar, d0, Vn);
+        else pv_q8_cols<1, 4>(pd, nc, Vc, v_stride, hd, cr, ar, d0, Vn);
+      }
+      for (; d0 < hd; d0 += 16, Vn = nullptr) {
+        if (n2 == 2) pv_q8_cols<2, 1>(pd, nc, Vc, v_stride, hd, cr, ar, d0, Vn);
+        else pv_q8_cols<1, 1>(pd, nc, Vc, v_stride, hd, cr, ar, d0, Vn);
+      }
     }
   }
 }
