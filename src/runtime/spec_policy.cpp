@@ -243,7 +243,13 @@ void SpecPolicy::end_round(int accepted, int draft_evals, int produced, double m
   spec_.add(produced, spent, kSpecDecay);
   // Judge once a few rounds have accumulated: single rounds swing with each acceptance.
   if (++rounds_ < kProbeRounds) return;
-  if (plain_.per_ms() > 0 && spec_.per_ms() < plain_.per_ms() * (1 - kMargin)) {
+  // What plain steps would do now: their measured rate, or that of the one-token target passes
+  // timed since (rounds that proposed nothing), whichever is faster. Plain steps are only
+  // measured during pauses, and on a machine whose speed drifts a rate from a slow moment would
+  // let rounds that cost a draft evaluation for nothing run on.
+  double plain = plain_.per_ms();
+  if (cost_.measuring() && cost_.target(1) > 0) plain = std::max(plain, 1 / cost_.target(1));
+  if (plain > 0 && spec_.per_ms() < plain * (1 - kMargin)) {
     pause();
   } else if (rounds_ == kProbeRounds) {
     pause_len_ = 0;  // a probe that pays: the next pause starts short again

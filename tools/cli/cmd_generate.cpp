@@ -41,8 +41,9 @@ SamplingParams model_sampling_defaults(const std::string& model_path) {
 // microseconds of work and a second thread's wake-up and barrier cost about as much as it saves.
 // Measured (Zen 4, 2 cores, zoo pair, 6 golden prompts): the 7.5 MiB Q8_0 draft on 1 thread
 // took the median speed-up from 1.09x to 1.19-1.22x; the 28 MiB F32 draft is better on 2
-// (1.67x against 1.48x).
-constexpr size_t kSmallDraftBytes = size_t(16) << 20;
+// (1.67x against 1.48x), and so is the 14 MiB BF16 one (1.49 / 1.63x against 1.44 / 1.41x):
+// its weights come from DRAM after each target pass, at one core's bandwidth on 1 thread.
+constexpr size_t kSmallDraftBytes = size_t(10) << 20;
 int default_draft_threads(const Model& draft, int n_threads) {
   return draft.impl().weight_bytes() <= kSmallDraftBytes ? 1 : n_threads;
 }
@@ -105,7 +106,7 @@ Runner add_generate(CLI::App& app) {
   sub->add_flag("--json", o->json, "print one JSON object instead of streaming text");
   sub->add_option("--draft", o->draft, "speculative decoding with this draft model (same vocabulary)");
   sub->add_option("--threads-draft", o->draft_threads,
-                  "threads for the draft model (0: 1 for a draft of at most 16 MiB of weights, else as -t)")
+                  "threads for the draft model (0: 1 for a draft of at most 10 MiB of weights, else as -t)")
       ->check(CLI::Range(0, 1024));
   sub->add_option("--draft-max", o->draft_max, "most tokens drafted per verification pass")->check(CLI::Range(1, 64));
   sub->add_option("--draft-min", o->draft_min,
