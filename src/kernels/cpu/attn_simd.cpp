@@ -350,19 +350,21 @@ inline void reduce4_halves(__m512i a0, __m512i a1, __m512i a2, __m512i a3, __m12
   *hi = _mm_add_epi32(_mm512_extracti32x4_epi32(u, 2), _mm512_extracti32x4_epi32(u, 3));
 }
 
-// The fp16 scales of blocks 0 .. hd/32 - 1 of keys 0 .. Bc-1 of a Q8_0 block, as floats:
-// d[b][j] (keys past nb repeat key nb - 1), 16 keys per gather.
-inline void gather_q8_scales(const uint8_t* rows, size_t stride, int nb, int n_blk, float (*d)[Bc]) {
+// The fp16 scales of blocks 0 .. hd/32 - 1 of keys j .. j+15 of a Q8_0 block, as floats:
+// d[b][j..j+15] (keys past nb repeat key nb - 1), one gather per block.
+inline void gather_q8_scales_16(const uint8_t* rows, size_t stride, int nb, int n_blk, int j, float (*d)[Bc]) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (int j = 0; j < Bc; j += 16) {
-    const __m512i key = _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j)), _mm512_set1_epi32(nb - 1));
-    const __m512i off = _mm512_mullo_epi32(key, _mm512_set1_epi32(int(stride)));
-    for (int b = 0; b < n_blk; b++) {
-      // 4 bytes from the block's start: its fp16 scale in the low half (a row has >= 34 bytes).
-      const __m512i w = _mm512_i32gather_epi32(off, rows + b * sizeof(BlockQ8_0), 1);
-      _mm512_store_ps(d[b] + j, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
-    }
+  const __m512i key = _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j)), _mm512_set1_epi32(nb - 1));
+  const __m512i off = _mm512_mullo_epi32(key, _mm512_set1_epi32(int(stride)));
+  for (int b = 0; b < n_blk; b++) {
+    // 4 bytes from the block's start: its fp16 scale in the low half (a row has >= 34 bytes).
+    const __m512i w = _mm512_i32gather_epi32(off, rows + b * sizeof(BlockQ8_0), 1);
+    _mm512_store_ps(d[b] + j, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
   }
+}
+// The same for all Bc keys of the block.
+inline void gather_q8_scales(const uint8_t* rows, size_t stride, int nb, int n_blk, float (*d)[Bc]) {
+  for (int j = 0; j < Bc; j += 16) gather_q8_scales_16(rows, stride, nb, n_blk, j, d);
 }
 
 // Blocks 2p and 2p+1 of a Q8_0 row as one vector of 64 bytes, offset by 128 (unsigned).
@@ -550,20 +552,12 @@ void pv_q8(const float* P, int R, int nb, const uint8_t* V, size_t v_stride, int
   alignas(64) float dv[kQ8MaxHd / 32][Bc];
   alignas(64) float pd[2][kQ8MaxHd / 32][Bc];  // [row of the pair][block][key of the chunk]
   const float ones[2] = {1, 1};
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int r = 0; r < R; r += 2) {
     const int n2 = std::min(2, R - r);
     float* ar = acc + size_t(r) * hd;
     for (int j0 = 0; j0 < nb; j0 += kChunk) {
       const int nc = std::min(kChunk, nb - j0);
-      if (r == 0) {  // the chunk's scales (keys past nb repeat key nb - 1)
-        const __m512i key = _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j0)), _mm512_set1_epi32(nb - 1));
-        const __m512i off = _mm512_mullo_epi32(key, _mm512_set1_epi32(int(v_stride)));
-        for (int b = 0; b < n_blk; b++) {
-          const __m512i w = _mm512_i32gather_epi32(off, V + b * sizeof(BlockQ8_0), 1);
-          _mm512_store_ps(dv[b] + j0, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)));
-        }
-      }
+      if (r == 0) gather_q8_scales_16(V, v_stride, nb, n_blk, j0, dv);  // the chunk's scales
       for (int rr = 0; rr < n2; rr++)
         for (int b = 0; b < n_blk; b++)
           _mm512_store_ps(pd[rr][b], _mm512_mul_ps(_mm512_loadu_ps(P + size_t(r + rr) * Bc + j0), _mm512_load_ps(dv[b] + j0)));
