@@ -248,7 +248,8 @@ void SpecPolicy::end_round(int accepted, int draft_evals, int produced, double m
   // measured during pauses, and on a machine whose speed drifts a rate from a slow moment would
   // let rounds that cost a draft evaluation for nothing run on.
   double plain = plain_.per_ms();
-  if (cost_.measuring() && cost_.target(1) > 0) plain = std::max(plain, 1 / cost_.target(1));
+  const double one = cost_.measured_unit();
+  if (one > 0) plain = std::max(plain, 1 / one);
   if (plain > 0 && spec_.per_ms() < plain * (1 - kMargin)) {
     pause();
   } else if (rounds_ == kProbeRounds) {

@@ -58,6 +58,8 @@ class CostModel {
   void record_draft(int n_tok, double ms);
   bool measuring() const { return measure_; }
   bool draft_measured() const { return draft_unit_.ready(); }
+  // A one-token target pass as measured (or inferred from a measured batch size); 0 if none yet.
+  double measured_unit() const { return measure_ ? target_.unit(0) : 0; }
 
   double target(int n_tok) const;     // estimated time of a target pass over n_tok tokens
   double draft(int n_tok = 1) const;  // estimated time of a draft evaluation of n_tok tokens
