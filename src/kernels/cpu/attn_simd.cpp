@@ -215,6 +215,18 @@ void scores_t(const float* Q, int R, int hd, const float* Kt, float* S) {
   for (; r < R; r++) scores_t_rows<1>(Q + size_t(r) * hd, hd, Kt, S + size_t(r) * Bc);
 }
 
+// Sums of four vectors at once: lane i of the result is the sum of a_i's 16 lanes (4 keys'
+// dot products for about the cost of one and a half _mm512_reduce_add_ps).
+inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  const __m512 t01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+  const __m512 t23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+  // Per 128-bit lane: [a0, a1, a2, a3] partial sums.
+  const __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t01, t23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(t01, t23, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m128 l01 = _mm_add_ps(_mm512_castps512_ps128(u), _mm512_extractf32x4_ps(u, 1));
+  const __m128 l23 = _mm_add_ps(_mm512_extractf32x4_ps(u, 2), _mm512_extractf32x4_ps(u, 3));
+  return _mm_add_ps(l01, l23);
+}
 
 // 16 elements of a K/V row from element d, as fp32, for each cache element type. The F16/BF16
 // widening is exact and Q8_0 computes d * float(q) exactly as convert() below does, so reading
@@ -255,68 +267,50 @@ inline void with_row_loader(DType t, F&& f) {
   }
 }
 
-// Sums of eight vectors at once: lane i of the result is the sum of a_i's 16 lanes.
-inline __m256 reduce8(const __m512* a) {
-  __m512 t[4];
-  for (int i = 0; i < 4; i++)
-    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-  // Per 128-bit lane: partial sums of keys [0, 1, 2, 3] (u0) and [4, 5, 6, 7] (u1).
-  const __m512 u0 = _mm512_add_ps(_mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm512_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 u1 = _mm512_add_ps(_mm512_shuffle_ps(t[2], t[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm512_shuffle_ps(t[2], t[3], _MM_SHUFFLE(3, 2, 3, 2)));
-  // Lanes [u0.0 + u0.2, u0.1 + u0.3, u1.0 + u1.2, u1.1 + u1.3], then adjacent lanes added.
-  const __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 w = _mm512_add_ps(z, _mm512_shuffle_f32x4(z, z, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_castps512_ps256(_mm512_shuffle_f32x4(w, w, _MM_SHUFFLE(2, 0, 2, 0)));
-}
-
-// Rows r0 (and r0 + 1 when R2 = 2) against keys k[0..8): each key vector is loaded (and
-// widened) once for both rows. The scores go to S[0..8) and S[Bc..Bc+8).
+// Rows r0 (and r0 + 1 when R2 = 2) against keys j .. j+3: each key vector is loaded (and
+// widened) once for both rows.
 template <class L, int R2>
-__attribute__((always_inline)) inline void scores_group(const float* Q, int hd, const uint8_t* const* k, float* S) {
-  __m512 a[R2][8];
+__attribute__((always_inline)) inline void scores_group(const float* Q, int hd, const uint8_t* const* k, __m128* out) {
+  __m512 a[R2][4];
   for (int r = 0; r < R2; r++)
-    for (int kk = 0; kk < 8; kk++) a[r][kk] = _mm512_setzero_ps();
+    for (int kk = 0; kk < 4; kk++) a[r][kk] = _mm512_setzero_ps();
   for (int d = 0; d < hd; d += 16) {
-    __m512 kv[8];
-    for (int kk = 0; kk < 8; kk++) kv[kk] = L::load(k[kk], d);
+    __m512 kv[4];
+    for (int kk = 0; kk < 4; kk++) kv[kk] = L::load(k[kk], d);
     for (int r = 0; r < R2; r++) {
       const __m512 qv = _mm512_loadu_ps(Q + size_t(r) * hd + d);
-      for (int kk = 0; kk < 8; kk++) a[r][kk] = _mm512_fmadd_ps(qv, kv[kk], a[r][kk]);
+      for (int kk = 0; kk < 4; kk++) a[r][kk] = _mm512_fmadd_ps(qv, kv[kk], a[r][kk]);
     }
   }
-  for (int r = 0; r < R2; r++) _mm256_storeu_ps(S + size_t(r) * Bc, reduce8(a[r]));
+  for (int r = 0; r < R2; r++) out[r] = reduce4(a[r][0], a[r][1], a[r][2], a[r][3]);
 }
 
 inline void prefetch_bytes(const uint8_t* p, size_t n) {
   for (size_t off = 0; off < n; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
 }
 
-// K_next (may be null): the next block's keys, fetched a few rows per group of 8 keys so that the
+// K_next (may be null): the next block's keys, fetched a few rows per group of 4 keys so that the
 // prefetches are spread over the work (a burst of a whole block's lines filled the line-fill
 // buffers and stalled the loop: ~30% of decode attention time).
 template <class L>
 void scores_rows(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride, int nb, float* S,
                  const uint8_t* K_next = nullptr) {
-  // Keys in groups of 8 from the block's start, the last group padded with copies of the last
-  // key: every score is then summed the same way (its place in a group of 8) whatever nb is, so a
+  // Keys in groups of 4 from the block's start, the last group padded with copies of the last
+  // key: every score is then summed the same way (its place in a group of 4) whatever nb is, so a
   // query gets the same bits in a one-token decode and in a batch that masks later keys.
-  for (int j = 0; j < nb; j += 8) {
-    const uint8_t* k[8];
-    const uint8_t* kj = K + size_t(j) * k_stride;
-    if (j + 8 <= nb) {
-      for (int kk = 0; kk < 8; kk++) k[kk] = kj + kk * k_stride;
-    } else {
-      for (int kk = 0; kk < 8; kk++) k[kk] = K + size_t(std::min(j + kk, nb - 1)) * k_stride;
+  for (int j = 0; j < nb; j += 4) {
+    const uint8_t* k[4];
+    for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
+    if (K_next) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
+    for (int r = 0; r < R; r += 2) {
+      __m128 sums[2];
+      if (r + 1 < R) scores_group<L, 2>(Q + size_t(r) * hd, hd, k, sums);
+      else scores_group<L, 1>(Q + size_t(r) * hd, hd, k, sums);
+      for (int rr = r; rr < std::min(R, r + 2); rr++) {
+        // All four, even past nb: S rows hold Bc floats (j + 3 < Bc) and nothing reads past nb.
+        _mm_storeu_ps(S + size_t(rr) * Bc + j, sums[rr - r]);
+      }
     }
-    if (K_next) prefetch_bytes(K_next + j * k_stride, 8 * k_stride);
-    // All eight scores are stored, even past nb: S rows hold Bc floats (j + 7 < Bc) and nothing
-    // reads past nb.
-    int r = 0;
-    for (; r + 2 <= R; r += 2) scores_group<L, 2>(Q + size_t(r) * hd, hd, k, S + size_t(r) * Bc + j);
-    if (r < R) scores_group<L, 1>(Q + size_t(r) * hd, hd, k, S + size_t(r) * Bc + j);
   }
 }
 
@@ -438,7 +432,7 @@ void scores_q8(const float* Q, int R, int hd, const uint8_t* K, size_t k_stride,
     }
     for (int r = 0; r < nr; r += 2) {
       const int n2 = std::min(2, nr - r);
-      // Keys in groups of 4, the last padded with copies of the last key.
+      // Keys in groups of 4, the last padded with copies of the last key (as scores_rows).
       for (int j = 0; j < nb; j += 4) {
         const uint8_t* k[4];
         for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
