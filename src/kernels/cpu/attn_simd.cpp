@@ -270,7 +270,7 @@ inline void with_row_loader(DType t, F&& f) {
 // Rows r0 (and r0 + 1 when R2 = 2) against keys j .. j+3: each key vector is loaded (and
 // widened) once for both rows.
 template <class L, int R2>
-__attribute__((always_inline)) inline void scores_group(const float* Q, int hd, const uint8_t* const* k, __m128* out) {
+__attribute__((always_inline)) inline void scores_group(const float* Q, int hd, const uint8_t* const* k, float* S) {
   __m512 a[R2][4];
   for (int r = 0; r < R2; r++)
     for (int kk = 0; kk < 4; kk++) a[r][kk] = _mm512_setzero_ps();
@@ -282,7 +282,7 @@ __attribute__((always_inline)) inline void scores_group(const float* Q, int hd, 
       for (int kk = 0; kk < 4; kk++) a[r][kk] = _mm512_fmadd_ps(qv, kv[kk], a[r][kk]);
     }
   }
-  for (int r = 0; r < R2; r++) out[r] = reduce4(a[r][0], a[r][1], a[r][2], a[r][3]);
+  for (int r = 0; r < R2; r++) _mm_storeu_ps(S + size_t(r) * Bc, reduce4(a[r][0], a[r][1], a[r][2], a[r][3]));
 }
 
 inline void prefetch_bytes(const uint8_t* p, size_t n) {
@@ -300,17 +300,18 @@ void scores_rows(const float* Q, int R, int hd, const uint8_t* K, size_t k_strid
   // query gets the same bits in a one-token decode and in a batch that masks later keys.
   for (int j = 0; j < nb; j += 4) {
     const uint8_t* k[4];
-    for (int kk = 0; kk < 4; kk++) k[kk] = K + std::min(j + kk, nb - 1) * k_stride;
-    if (K_next) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
-    for (int r = 0; r < R; r += 2) {
-      __m128 sums[2];
-      if (r + 1 < R) scores_group<L, 2>(Q + size_t(r) * hd, hd, k, sums);
-      else scores_group<L, 1>(Q + size_t(r) * hd, hd, k, sums);
-      for (int rr = r; rr < std::min(R, r + 2); rr++) {
-        // All four, even past nb: S rows hold Bc floats (j + 3 < Bc) and nothing reads past nb.
-        _mm_storeu_ps(S + size_t(rr) * Bc + j, sums[rr - r]);
-      }
+    const uint8_t* kj = K + size_t(j) * k_stride;
+    if (j + 4 <= nb) {
+      for (int kk = 0; kk < 4; kk++) k[kk] = kj + kk * k_stride;
+    } else {
+      for (int kk = 0; kk < 4; kk++) k[kk] = K + size_t(std::min(j + kk, nb - 1)) * k_stride;
     }
+    if (K_next) prefetch_bytes(K_next + j * k_stride, 4 * k_stride);
+    // All four scores are stored, even past nb: S rows hold Bc floats (j + 3 < Bc) and nothing
+    // reads past nb.
+    int r = 0;
+    for (; r + 2 <= R; r += 2) scores_group<L, 2>(Q + size_t(r) * hd, hd, k, S + size_t(r) * Bc + j);
+    if (r < R) scores_group<L, 1>(Q + size_t(r) * hd, hd, k, S + size_t(r) * Bc + j);
   }
 }
 
