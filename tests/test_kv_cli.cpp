@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <sstream>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
@@ -113,6 +114,36 @@ TEST(KvCli, BenchDepthAndVerifyBatchJson) {
   CliRun bad = run(m + "-p 16 -n 0 --verify-batch 1,66");
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.out.find("--verify-batch"), std::string::npos) << bad.out;
+}
+
+// bench --streams: one entry per stream plan, in the order given; an unknown plan is a clear error.
+// --profile with --depth covers the deepest depth's decode steps only: one attention call per
+// layer and token, no prompt-sized calls.
+TEST(KvCli, BenchStreamsAndDepthProfile) {
+  KITE_REQUIRE_SHARED("models/stories260K.gguf");
+  const std::string m = "bench -m " + shared_q("models/stories260K.gguf") + " -t 1 -r 2 -p 0 ";
+  CliRun r = run(m + "-n 4 --streams sequential,interleaved --json", false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json j = json::parse(r.out);
+  ASSERT_EQ(j["streams"].size(), 2u);
+  EXPECT_EQ(j["streams"][0]["plan"], "sequential");
+  EXPECT_EQ(j["streams"][1]["plan"], "interleaved");
+  EXPECT_GT(j["streams"][1]["tg_tok_s"].get<double>(), 0);
+  CliRun bad = run(m + "-n 4 --streams fast");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("unknown plan 'fast'"), std::string::npos) << bad.out;
+
+  CliRun prof = run(m + "-n 3 --depth 8,40 --profile", false);
+  ASSERT_EQ(prof.code, 0) << prof.out;
+  // stories260K: 5 layers; -r 2 x -n 3 decode steps at depth 40, plus the plain tg run's 1 + 3
+  // steps per repetition (its profile is reset when --depth starts): 5 x 6 = 30 calls.
+  const size_t at = prof.out.find("attention  attention");
+  ASSERT_NE(at, std::string::npos) << prof.out;
+  std::istringstream line(prof.out.substr(at + 21));
+  double ms = 0;
+  int calls = 0;
+  line >> ms >> calls;
+  EXPECT_EQ(calls, 30) << prof.out.substr(at, 120);
 }
 
 TEST(KvCli, KvBudgetTooSmallIsAClearError) {

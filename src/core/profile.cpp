@@ -18,7 +18,7 @@ struct Event {
   int64_t start, dur;
 };
 struct State {
-  bool on = false, trace = false;
+  bool on = false, trace = false, paused = false;
   std::mutex mu;
   std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> totals;  // -> (us, calls)
   std::vector<Event> events;
@@ -34,7 +34,8 @@ void enable(bool on, bool keep_trace_events) {
   state().on = on;
   state().trace = keep_trace_events;
 }
-bool enabled() { return state().on; }
+bool enabled() { return state().on && !state().paused; }
+void pause(bool paused) { state().paused = paused; }
 
 void reset() {
   std::lock_guard<std::mutex> lock(state().mu);

@@ -10,6 +10,8 @@ namespace kite::profile {
 
 void enable(bool on, bool keep_trace_events = false);
 bool enabled();
+// While paused, an enabled profiler records nothing (e.g. a benchmark's set-up work).
+void pause(bool paused);
 void reset();
 // Records one interval (microseconds since the profiler's epoch).
 void record(const char* category, const std::string& name, int64_t start_us, int64_t dur_us);

@@ -180,6 +180,19 @@ bool kernel_level_from_name(const char* name, KernelLevel* level) {
 }
 
 namespace {
+// The CPU's family as cpuid leaf 1 reports it (base family, plus the extended family when the base
+// is 0xF): AMD Zen 3 / Zen 4 are 0x19, Zen 5 0x1A. 0 when unknown.
+unsigned cpu_family() {
+#if KITE_X86
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+  const unsigned base = (a >> 8) & 0xf;
+  return base == 0xf ? base + ((a >> 20) & 0xff) : base;
+#else
+  return 0;
+#endif
+}
+
 bool cpu_is_amd() {
 #if KITE_X86
   unsigned a, b, c, d;
@@ -239,7 +252,8 @@ class EnvChoice {
 
 constinit EnvChoice<StreamPlan, 2> g_stream_plan("KITE_STREAMS", {StreamPlan::Interleaved, StreamPlan::Sequential},
                                        stream_plan_name,
-                                       [] { return cpu_is_amd() ? StreamPlan::Sequential : StreamPlan::Interleaved; });
+                                       [] { return cpu_is_amd() && cpu_family() == 0x19 ? StreamPlan::Sequential
+                                                                                         : StreamPlan::Interleaved; });
 }  // namespace
 
 StreamPlan stream_plan() { return g_stream_plan.get(); }

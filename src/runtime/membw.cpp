@@ -81,7 +81,10 @@ double ReadBandwidthProbe::measure(int passes) {
     }
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     sink = sink ^ total;
-    best = std::max(best, double(chunk * n_threads * 8) / sec / 1e9);
+    const double gbs = double(chunk * n_threads * 8) / sec / 1e9;
+    best = std::max(best, gbs);
+    double& pattern_best = sequential ? best_sequential_ : best_streams_;
+    pattern_best = std::max(pattern_best, gbs);
   }
   return best;
 }

@@ -20,8 +20,13 @@ class ReadBandwidthProbe {
   ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
   ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
   double measure(int passes);  // best of `passes` of each pattern, GB/s
+  // Each pattern's best over every measure() so far, GB/s: which one the machine favours (see
+  // kernels::StreamPlan: interleaved ~ streams, sequential ~ one stream).
+  double best_streams() const { return best_streams_; }
+  double best_sequential() const { return best_sequential_; }
 
  private:
+  double best_streams_ = 0, best_sequential_ = 0;
   int n_threads_;
   size_t n_words_;
   uint64_t* buf_;

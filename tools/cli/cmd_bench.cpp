@@ -35,6 +35,15 @@ Stats stats(std::vector<double> v) {
   return s;
 }
 
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
 std::vector<int> parse_list(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
@@ -72,6 +81,9 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
                             int reps, int threads, KVType kv_type, bool json) {
   const int n_vocab = model->n_vocab();
   n_gen = std::max(1, n_gen);
+  // --profile / --trace: only the deepest depth's decode steps are recorded (not the prompts).
+  const bool profiling = profile::enabled();
+  profile::pause(true);
   std::vector<std::unique_ptr<Session>> sessions;
   for (int depth : depths) {
     check(depth >= 1, "bench: --depth values must be positive");
@@ -83,11 +95,13 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
     sessions.push_back(std::make_unique<Session>(model, so));
     sessions.back()->eval(synthetic_tokens(depth, n_vocab, 1));
   }
+  if (profiling) profile::reset();
   std::vector<std::vector<double>> tg(depths.size());
   for (int r = 0; r < std::max(1, reps); r++)
     for (size_t d = 0; d < depths.size(); d++) {
       Session& s = *sessions[d];
       s.truncate(depths[d]);
+      profile::pause(!(profiling && d + 1 == depths.size()));
       int32_t tok = 1 % n_vocab;
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < n_gen; i++) {
@@ -96,6 +110,7 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
       }
       tg[d].push_back(n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
+  profile::pause(false);
   nlohmann::json arr = nlohmann::json::array();
   for (size_t d = 0; d < depths.size(); d++) {
     const Stats st = stats(tg[d]);
@@ -103,6 +118,47 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
     if (!json)
       std::printf("depth %6d  tg%-4d %8.1f tok/s  (min %.1f, max %.1f; %d threads, KV %s)\n", depths[d], n_gen,
                   st.median, st.min, st.max, threads, kv_type_name(kv_type));
+  }
+  return arr;
+}
+
+// Decode speed under each weight stream plan (kernels::StreamPlan), the plans taking turns within
+// each repetition so that the machine's slow and fast spells hit them alike: which way of reading
+// the weights this machine's prefetchers favour.
+nlohmann::json bench_streams(const std::shared_ptr<const Model>& model, const std::vector<kernels::StreamPlan>& plans,
+                             int n_gen, int reps, int threads, KVType kv_type, double bytes_tok, bool json) {
+  const int n_vocab = model->n_vocab();
+  n_gen = std::max(1, n_gen);
+  SessionOptions so;
+  so.n_ctx = n_gen + 2;
+  so.n_threads = threads;
+  so.kv_type = kv_type;
+  Session s(model, so);
+  const kernels::StreamPlan saved = kernels::stream_plan();
+  std::vector<std::vector<double>> tg(plans.size());
+  for (int r = 0; r < std::max(1, reps); r++)
+    for (size_t i = 0; i < plans.size(); i++) {
+      kernels::set_stream_plan(plans[i]);
+      s.truncate(0);
+      int32_t tok = 1 % n_vocab;
+      s.eval(std::span<const int32_t>(&tok, 1));
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int j = 0; j < n_gen; j++) {
+        tok = int32_t((tok * 31 + 7) % n_vocab);
+        s.eval(std::span<const int32_t>(&tok, 1));
+      }
+      tg[i].push_back(n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  kernels::set_stream_plan(saved);
+  nlohmann::json arr = nlohmann::json::array();
+  for (size_t i = 0; i < plans.size(); i++) {
+    const Stats st = stats(tg[i]);
+    const char* name = kernels::stream_plan_name(plans[i]);
+    arr.push_back({{"plan", name}, {"tg_tok_s", st.median}, {"tg_tok_s_min", st.min}, {"tg_tok_s_max", st.max},
+                   {"gbs", st.median * bytes_tok / 1e9}});
+    if (!json)
+      std::printf("streams %-11s  tg%-4d %8.1f tok/s  (min %.1f, max %.1f; %d threads)  %.1f GB/s\n", name, n_gen,
+                  st.median, st.min, st.max, threads, st.median * bytes_tok / 1e9);
   }
   return arr;
 }
@@ -197,7 +253,7 @@ Runner add_bench(CLI::App& app) {
     int n_prompt = 512, n_gen = 128, reps = 5;
     // KV cache F16 by default, as llama-bench's: figures compare like with like (generate and
     // perplexity default to F32, the cache the golden checks use).
-    std::string threads = "2", kv_type = "f16", depths, verify;
+    std::string threads = "2", kv_type = "f16", depths, verify, streams;
     int prefix_test = 0;
     double kv_mem = 0;
     bool json = false, membw = false, profile = false;
@@ -210,13 +266,16 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "thread counts, comma separated");
   sub->add_option("-r,--repetitions", o->reps, "repetitions (min/median/max reported)");
   sub->add_flag("--membw", o->membw, "measure the machine's read bandwidth");
-  sub->add_flag("--profile", o->profile, "time per op (printed after the runs)");
+  sub->add_flag("--profile", o->profile, "time per op (printed after the runs; with --depth: the deepest depth's decode steps only)");
   sub->add_option("--trace", o->trace, "write a Chrome trace (Perfetto) of the last repetition");
   sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0 (default f16, as llama-bench)");
   sub->add_option("--kv-mem", o->kv_mem, "KV cache memory in MiB for --prefix-test (pages of 64 tokens; 0: the context)");
   sub->add_option("--depth", o->depths,
                   "decode speed after a cached context of each of these depths, comma separated "
                   "(JSON \"depths\"; last -t thread count, -n tokens)");
+  sub->add_option("--streams", o->streams,
+                  "decode (-n tokens, last -t thread count) under each of these weight stream plans, "
+                  "comma separated (sequential, interleaved), taking turns (JSON \"streams\")");
   sub->add_option("--verify-batch", o->verify,
                   "cost of speculative verification passes of these token counts, comma separated, after -p "
                   "cached tokens, each against the first count (JSON \"verify\"; last -t thread count)");
@@ -236,8 +295,12 @@ Runner add_bench(CLI::App& app) {
       probe = std::make_unique<ReadBandwidthProbe>(probe_threads);
       membw = probe->measure(7);
       out["membw_gbs"] = membw;
-      if (!o->json) std::printf("memory read bandwidth: %.1f GB/s (best of several, %d threads)\n", membw,
-                                *std::max_element(thread_counts.begin(), thread_counts.end()));
+      out["membw_streams_gbs"] = probe->best_streams();
+      out["membw_sequential_gbs"] = probe->best_sequential();
+      if (!o->json)
+        std::printf("memory read bandwidth: %.1f GB/s (best of several, %d threads; 8 prefetched streams per thread "
+                    "%.1f, one plain stream per thread %.1f)\n",
+                    membw, probe_threads, probe->best_streams(), probe->best_sequential());
     }
     if (o->mf.model.empty()) {
       check(o->membw, "bench: -m MODEL is required (or --membw alone)");
@@ -346,6 +409,15 @@ Runner add_bench(CLI::App& app) {
     const int threads_last = thread_counts.back();
     if (!o->depths.empty()) out["depths"] = bench_depths(model, parse_list(o->depths), o->n_gen, o->reps, threads_last,
                                                          kv_type, o->json);
+    if (!o->streams.empty()) {
+      std::vector<kernels::StreamPlan> plans;
+      for (const std::string& name : split_commas(o->streams)) {
+        check(name == "sequential" || name == "interleaved", "bench: --streams: unknown plan '", name,
+              "' (sequential, interleaved)");
+        plans.push_back(name == "sequential" ? kernels::StreamPlan::Sequential : kernels::StreamPlan::Interleaved);
+      }
+      out["streams"] = bench_streams(model, plans, o->n_gen, o->reps, threads_last, kv_type, bytes_tok, o->json);
+    }
     if (!o->verify.empty())
       out["verify"] = bench_verify(model, parse_list(o->verify), std::max(1, o->n_prompt), o->reps, threads_last,
                                    kv_type, o->json);
