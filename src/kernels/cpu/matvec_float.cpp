@@ -185,7 +185,9 @@ inline void rows_kernel(const MatvecArgs& a, int64_t o, int64_t step) {
 // accumulator, 16 columns at a time), so a batch row gets the bits of a one-token step.
 template <class L, int NT, bool kXH>
 void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  constexpr int R = NT == 1 ? 8 : 4;  // 32 zmm registers: R*NT accumulators + NT x + 1 w
+  // 32 zmm registers: R*NT accumulators + NT x + 1 w. Interleaved, Zen 5: 2 tokens over 4 row
+  // streams cost 1.65x a one-token step, over 8 1.32x.
+  constexpr int R = NT <= 3 ? 8 : 4;
   if (stream_plan() == StreamPlan::Sequential) {
     if constexpr (NT <= 2) {
       // One row after the other: the single stream the hardware prefetcher follows best.
@@ -193,13 +195,17 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
     } else {
       // 3-4 tokens do 3-4 FMAs per weight vector: R streams give the out-of-order core independent
       // work (one stream: 16 GB/s; R streams without prefetch: 30 GB/s, 2 threads, 4 tokens).
-      for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT, false, kXH>(a, o, step); },
+      for_row_streams<4>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, 4, NT, false, kXH>(a, o, step); },
                          [&](int64_t o) { rows_kernel<L, 1, NT, false, kXH>(a, o, 0); });
     }
     return;
   }
-  for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT, true, kXH>(a, o, step); },
-                     [&](int64_t o) { rows_kernel<L, 1, NT, true, kXH>(a, o, 0); });
+  // Zen 5, F32 teacher, verification passes (`bench --verify-batch`): 2-3 tokens with the
+  // next-row prefetches cost 1.35x / 1.95x a one-token step, without them 1.25x / 1.47x (the
+  // weights are re-read for every token from L1, the prefetches only add misses); 1 and 4 keep them.
+  constexpr bool kPrefetch = NT == 1 || NT == 4;
+  for_row_streams<R>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, R, NT, kPrefetch, kXH>(a, o, step); },
+                     [&](int64_t o) { rows_kernel<L, 1, NT, kPrefetch, kXH>(a, o, 0); });
 }
 
 template <class L, bool kXH = false>
