@@ -238,7 +238,8 @@ void bind_weights(LoadedModel& m) {
 
 // Gives every matrix of the forward pass the matmul kernels' packed layout where the active
 // kernel level has one (kernels::pack_weights: AVX-512 with Q8_0/Q4_0; kernels 2-4x faster in
-// cache, whole-model Q4_0 decode +12-15%). The copy is anonymous memory of the matrices' size;
+// cache, whole-model Q4_0 decode +12-15%), and large float matrices a copy on huge pages (decode
+// streams them faster than the file's 4 KiB pages). The copy is anonymous memory of the matrices' size;
 // the file stays mapped for everything else (embedding rows, export), and this process's pages
 // of the packed matrices are dropped (read again from the file if something needs them).
 // KITE_REPACK=0 in the environment keeps the file layout (to measure what packing gives).
