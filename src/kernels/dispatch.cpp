@@ -24,6 +24,7 @@
 #endif
 
 #include "core/error.h"
+#include "core/huge_pages.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/packed_q.h"
 #include "kernels/kernels.h"
@@ -183,24 +184,6 @@ bool kernel_level_from_name(const char* name, KernelLevel* level) {
 namespace {
 bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
-// Whether madvise(MADV_HUGEPAGE) can give anonymous memory 2 MiB pages (transparent huge pages
-// not set to "never").
-bool huge_pages_possible() {
-#ifdef MADV_HUGEPAGE
-  static const bool possible = [] {
-    FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (!f) return false;
-    char buf[128] = {0};
-    const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
-    std::fclose(f);
-    return n > 0 && std::strstr(buf, "[never]") == nullptr;
-  }();
-  return possible;
-#else
-  return false;
-#endif
-}
-
 // The CPU's family as cpuid leaf 1 reports it (base family, plus the extended family when the base
 // is 0xF): AMD Zen 3 / Zen 4 are 0x19, Zen 5 0x1A. 0 when unknown.
 unsigned cpu_family() {
@@ -353,12 +336,7 @@ std::shared_ptr<void> pack_weights(const Tensor& W) {
   // On 2 MiB pages where the kernel allows (THP "madvise" mode): decode streams the whole matrix,
   // and with 4 KiB pages every page boundary is a TLB miss and a stop for the hardware prefetchers.
   constexpr size_t kHuge = size_t(2) << 20;
-  const size_t alloc = bytes >= kHuge ? (bytes + kHuge - 1) / kHuge * kHuge : bytes;
-  void* p = std::aligned_alloc(bytes >= kHuge ? kHuge : 64, alloc);
-  check(p != nullptr, "pack_weights: cannot allocate ", bytes, " bytes for '", W.name, "'");
-#ifdef MADV_HUGEPAGE
-  if (bytes >= kHuge) madvise(p, alloc, MADV_HUGEPAGE);
-#endif
+  void* p = alloc_streaming(bytes, W.name.c_str());
   if (copy) {
     const int64_t n_chunks = int64_t((bytes + kHuge - 1) / kHuge);
 #pragma omp parallel for schedule(static)

@@ -27,8 +27,9 @@ KVCache::KVCache(int n_layer, int n_ctx, int n_head_kv, int head_dim, DType type
         double(n_pages) * 2 * page_bytes_ / 1048576.0, " MiB) cannot hold one sequence of ", n_ctx,
         " tokens, which needs ", need, " pages (", double(need) * 2 * page_bytes_ / 1048576.0,
         " MiB); raise --kv-mem or lower -c");
-  k_.resize(size_t(n_pages) * page_bytes_);
-  v_.resize(size_t(n_pages) * page_bytes_);
+  // Decode reads each (layer, head)'s keys and values start to end: on huge pages where possible.
+  k_ = StreamingBuffer(size_t(n_pages) * page_bytes_, "the KV cache (keys)");
+  v_ = StreamingBuffer(size_t(n_pages) * page_bytes_, "the KV cache (values)");
   pages_.resize(n_pages);
   head_bytes_ = size_t(n_pages) * block_bytes_;
   // Taken from the back: page 0 first, so a fresh sequence's pages are in address order.

@@ -26,6 +26,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/huge_pages.h"
+
 #include "core/dtype.h"
 #include "kernels/attention.h"
 
@@ -109,7 +111,7 @@ class KVCache {
   size_t block_bytes_;             // one page of one (layer, head): kPageTokens rows
   size_t head_bytes_;              // all pages of one (layer, head)
   size_t page_bytes_;              // one page over all layers and heads (K or V)
-  std::vector<uint8_t> k_, v_;     // [n_layer][n_head_kv][n_pages][kPageTokens][head_row_bytes]
+  StreamingBuffer k_, v_;          // [n_layer][n_head_kv][n_pages][kPageTokens][head_row_bytes] (huge pages)
   std::vector<Page> pages_;
   std::vector<int32_t> table_;     // block table: pool page of each kPageTokens positions
   std::vector<int> free_;          // unreferenced, unregistered pages
