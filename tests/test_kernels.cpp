@@ -15,6 +15,10 @@
 //    so per product |w x - bf16(w) bf16(x)| <= (2^-7 + 2^-16) |w x|, and
 //      |y - ref| <= (2^-7 + 2^-16) * sum_i |w_oi * x_ti|  +  1e-5 * sum_i |w_oi * x_ti|
 #include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "core/huge_pages.h"
 #include <omp.h>
 
 #include <algorithm>
@@ -601,10 +605,35 @@ TEST(Kernels, PackWeightsDeclinesOtherTypesAndShapes) {
   kk::set_kernel_level(kk::KernelLevel::Avx512);
   EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q8_0, 96, 32, 1).t)) << "odd number of blocks";
   EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q4_0, 64, 17, 1).t)) << "rows not a multiple of 16";
-  EXPECT_FALSE(kk::pack_weights(make_weights(DType::F16, 64, 32, 1).t)) << "no packed F16";
+
   EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q4_K, 256, 32, 1).t)) << "no packed Q4_K";
   kk::set_kernel_level(kk::KernelLevel::Avx2);
   EXPECT_FALSE(kk::pack_weights(make_weights(DType::Q8_0, 64, 32, 1).t)) << "AVX2 has no packed layout";
+}
+
+// F32/F16/BF16 "packed" = a plain copy (moved onto huge pages), where huge pages are possible:
+// the same bytes, and matmul through it gives exactly the bits of the file layout.
+TEST(Kernels, FloatWeightsCopyGivesTheSameBits) {
+  LevelGuard guard;
+  for (DType type : {DType::F32, DType::F16, DType::BF16}) {
+    Weights w = make_weights(type, 320, 48, 11);
+    std::shared_ptr<void> copy = kk::pack_weights(w.t);
+    if (!kite::huge_pages_possible()) {
+      EXPECT_FALSE(copy) << dtype_name(type);
+      continue;
+    }
+    ASSERT_TRUE(copy) << dtype_name(type);
+    ASSERT_EQ(std::memcmp(copy.get(), w.t.data, w.t.nbytes), 0) << dtype_name(type);
+    const std::vector<float> x = random_matrix(3, 320, 12);
+    for (int n_tok : {1, 3}) {
+      std::vector<float> y_file(n_tok * 48), y_copy(n_tok * 48);
+      kk::matmul(w.t, x.data(), y_file.data(), n_tok);
+      w.t.packed = copy.get();
+      kk::matmul(w.t, x.data(), y_copy.data(), n_tok);
+      w.t.packed = nullptr;
+      EXPECT_EQ(y_file, y_copy) << dtype_name(type) << " n_tok=" << n_tok;
+    }
+  }
 }
 
 // Speculative decoding's exactness rule holds for packed weights too: a batch under

@@ -17,7 +17,7 @@ struct Tensor {
   std::array<int64_t, 4> ne{1, 1, 1, 1};
   const void* data = nullptr;
   size_t nbytes = 0;
-  // Optional: the same weights in the matmul kernels' own layout (kernels::pack_weights), owned
+  // Optional: the same weights in the matmul kernels' own layout (kernels::packed_bytes / pack_into), owned
   // by whoever owns `data`; nullptr when none. Everything but matmul reads `data`.
   const void* packed = nullptr;
 

@@ -312,7 +312,7 @@ void matmul(const Tensor& W, const float* x, float* y, int n_tok) {
   const void* data = tk ? W.packed : W.data;
   if (!tk) {
     tk = lk ? find_kernels(*lk, W.type) : nullptr;
-    // Float matrices' "packed" copy: the same layout on huge pages (pack_weights).
+    // Float matrices' "packed" copy: the same layout on huge pages (packed_bytes).
     if (tk && W.packed && is_float_type(W.type)) data = W.packed;
   }
   if (!tk) {  // reference level, or a type without SIMD kernels yet
@@ -324,28 +324,36 @@ void matmul(const Tensor& W, const float* x, float* y, int n_tok) {
   matmul_with(*lk, *tk, s);
 }
 
-std::shared_ptr<void> pack_weights(const Tensor& W) {
+size_t packed_bytes(const Tensor& W) {
   const LevelKernels* lk = active_kernels();
-  if (!lk || W.data == nullptr || W.ne[2] != 1 || W.ne[3] != 1) return nullptr;
-  // F32/F16/BF16 keep their layout, but a copy of a large matrix on huge pages streams faster than
-  // the file mapping's 4 KiB pages (see below; Zen 5, TinyLlama F16 decode 17 -> 22 tok/s).
-  const bool copy = is_float_type(W.type) && find_kernels(*lk, W.type) != nullptr &&
-                    W.row_size() * W.ne[1] >= (size_t(2) << 20) && huge_pages_possible();
-  if (!copy && (!lk->find_packed(W.type) || !cpu::packable(W.type, W.ne[0], W.ne[1]))) return nullptr;
-  const size_t bytes = W.row_size() * W.ne[1];  // a multiple of 64 for packable shapes
-  // On 2 MiB pages where the kernel allows (THP "madvise" mode): decode streams the whole matrix,
-  // and with 4 KiB pages every page boundary is a TLB miss and a stop for the hardware prefetchers.
-  constexpr size_t kHuge = size_t(2) << 20;
-  void* p = alloc_streaming(bytes, W.name.c_str());
-  if (copy) {
-    const int64_t n_chunks = int64_t((bytes + kHuge - 1) / kHuge);
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < n_chunks; c++) {
-      const size_t off = size_t(c) * kHuge;
-      std::memcpy(static_cast<uint8_t*>(p) + off, static_cast<const uint8_t*>(W.data) + off, std::min(kHuge, bytes - off));
-    }
+  if (!lk || W.data == nullptr || W.ne[2] != 1 || W.ne[3] != 1) return 0;
+  const bool packable = lk->find_packed(W.type) && cpu::packable(W.type, W.ne[0], W.ne[1]);
+  // F32/F16/BF16 keep their layout: the copy only moves them onto huge pages (pack_into).
+  const bool copy = is_float_type(W.type) && find_kernels(*lk, W.type) != nullptr && huge_pages_possible();
+  return packable || copy ? W.row_size() * W.ne[1] : 0;
+}
+
+void pack_into(const Tensor& W, void* dst) {
+  const size_t bytes = packed_bytes(W);
+  check(bytes > 0, "pack_into: '", W.name, "' has no packed layout at this kernel level");
+  if (!is_float_type(W.type)) {
+    cpu::pack_rows(W.type, static_cast<const uint8_t*>(W.data), W.ne[0], W.ne[1], static_cast<uint8_t*>(dst));
+    return;
   }
-  else cpu::pack_rows(W.type, static_cast<const uint8_t*>(W.data), W.ne[0], W.ne[1], static_cast<uint8_t*>(p));
+  constexpr size_t kChunk = size_t(2) << 20;
+  const int64_t n_chunks = int64_t((bytes + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static) if (n_chunks > 1)
+  for (int64_t c = 0; c < n_chunks; c++) {
+    const size_t off = size_t(c) * kChunk;
+    std::memcpy(static_cast<uint8_t*>(dst) + off, static_cast<const uint8_t*>(W.data) + off, std::min(kChunk, bytes - off));
+  }
+}
+
+std::shared_ptr<void> pack_weights(const Tensor& W) {
+  const size_t bytes = packed_bytes(W);
+  if (bytes == 0) return nullptr;
+  void* p = alloc_streaming(bytes, W.name.c_str());
+  pack_into(W, p);
   return std::shared_ptr<void>(p, std::free);
 }
 

@@ -28,16 +28,21 @@ namespace kite::kernels {
 // (AVX2 level: int8 activations in matvec only; its GEMM keeps fp32 activations.)
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);
 
-// W's weights re-laid out for the active level's matmul kernels, or nullptr when that level has
-// no such layout for W's type and shape (AVX-512: Q8_0/Q4_0 with n_out % 16 == 0 and n_in % 64
-// == 0, 16 rows interleaved, see cpu/packed_q.h; same size as W's data). F32/F16/BF16 matrices
-// of 2 MiB or more get a plain copy on transparent huge pages where the system allows them: a
-// file mapping's 4 KiB pages stop the hardware prefetchers at every page boundary (Zen 5, 2
-// threads, TinyLlama F16 decode 17 -> 22 tok/s; the zoo teacher's small matrices: no change).
-// Point W.packed at it
-// and keep it alive as long as W: matmul then reads it whenever that level is active, and W.data
-// otherwise (a lower level chosen later, or the reference). Results equal the file-layout
-// kernels' up to fp32 summation order.
+// W's weights re-laid out for the active level's matmul kernels ("packed"): packed_bytes(W) is
+// their size (W's own size), or 0 when that level has no such layout for W's type and shape;
+// pack_into writes them to dst (64-byte aligned). Point W.packed at the result and keep it alive
+// as long as W: matmul then reads it whenever that level is active, and W.data otherwise (a lower
+// level chosen later, or the reference). Results equal the file-layout kernels' up to fp32
+// summation order.
+//  - AVX-512, Q8_0/Q4_0 with n_out % 16 == 0 and n_in % 64 == 0: 16 rows interleaved
+//    (cpu/packed_q.h).
+//  - F32/F16/BF16 where transparent huge pages are possible: a plain copy, same layout. Placed on
+//    huge pages (the loader puts every packed matrix in one such arena), it streams faster than
+//    the file mapping's 4 KiB pages, which stop the hardware prefetchers at every page boundary
+//    (Zen 5, 2 threads: TinyLlama F16 decode 17 -> 22 tok/s).
+size_t packed_bytes(const Tensor& W);
+void pack_into(const Tensor& W, void* dst);
+// Both in one: W's packed weights in their own allocation, or nullptr (packed_bytes(W) == 0).
 std::shared_ptr<void> pack_weights(const Tensor& W);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]       (n elements; out may alias x)

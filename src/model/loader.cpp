@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/huge_pages.h"
 #include "core/mmap.h"
 #include "formats/gguf.h"
 #include "formats/hf_config.h"
@@ -237,28 +238,39 @@ void bind_weights(LoadedModel& m) {
 }
 
 // Gives every matrix of the forward pass the matmul kernels' packed layout where the active
-// kernel level has one (kernels::pack_weights: AVX-512 with Q8_0/Q4_0; kernels 2-4x faster in
-// cache, whole-model Q4_0 decode +12-15%), and large float matrices a copy on huge pages (decode
-// streams them faster than the file's 4 KiB pages). The copy is anonymous memory of the matrices' size;
-// the file stays mapped for everything else (embedding rows, export), and this process's pages
-// of the packed matrices are dropped (read again from the file if something needs them).
+// kernel level has one (kernels::packed_bytes / pack_into: AVX-512 with Q8_0/Q4_0, kernels 2-4x
+// faster in cache, whole-model Q4_0 decode +12-15%; float matrices a plain copy), all in one
+// arena of anonymous memory on huge pages (core/huge_pages.h: decode streams it start to end, and
+// small matrices on 4 KiB pages of the file mapping cost a prefetcher restart every 4 KiB). The
+// file stays mapped for everything else (embedding rows, export), and this process's pages of the
+// packed matrices are dropped (read again from the file if something needs them).
 // KITE_REPACK=0 in the environment keeps the file layout (to measure what packing gives).
 void pack_matmul_weights(LoadedModel& m) {
   if (const char* e = std::getenv("KITE_REPACK"); e && std::strcmp(e, "0") == 0) return;
   std::vector<const Tensor*> mats{m.weights.output};
   for (const LayerWeights& l : m.weights.layers)
     mats.insert(mats.end(), {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down});
+  std::vector<std::pair<Tensor*, size_t>> todo;  // matrix, offset in the arena
+  size_t total = 0;
   for (const Tensor* t : mats) {
     Tensor& w = m.tensors.at(t->name);  // the map's tensor, which the weights point to
-    if (w.packed) continue;              // tied or shared matrices appear twice
-    if (std::shared_ptr<void> p = kernels::pack_weights(w)) {
-      w.packed = p.get();
-      m.storage.push_back(std::move(p));
-      // Without this the file pages read while packing stay resident beside the copy (twice the
-      // model in RSS). The embedding's rows are still read (tied output: same tensor).
-      if (t != m.weights.tok_embd)
-        for (const auto& f : m.mapped_files) f->drop_pages(w.data, w.nbytes);
-    }
+    bool seen = false;                   // tied or shared matrices appear twice
+    for (const auto& [p, off] : todo) seen = seen || p == &w;
+    const size_t bytes = seen ? 0 : kernels::packed_bytes(w);
+    if (bytes == 0) continue;
+    todo.emplace_back(&w, total);
+    total += (bytes + 4095) / 4096 * 4096;  // page-aligned starts: a matrix's rows begin on a page
+  }
+  if (total == 0) return;
+  uint8_t* arena = static_cast<uint8_t*>(alloc_streaming(total, "the packed weights"));
+  m.storage.push_back(std::shared_ptr<void>(arena, std::free));
+  for (const auto& [w, off] : todo) {
+    kernels::pack_into(*w, arena + off);
+    w->packed = arena + off;
+    // Without this the file pages read while packing stay resident beside the copy (twice the
+    // model in RSS). The embedding's rows are still read (tied output: same tensor).
+    if (w->name != m.weights.tok_embd->name)
+      for (const auto& f : m.mapped_files) f->drop_pages(w->data, w->nbytes);
   }
 }
 
