@@ -269,7 +269,7 @@ void pack_matmul_weights(LoadedModel& m) {
     w->packed = arena + off;
     // Without this the file pages read while packing stay resident beside the copy (twice the
     // model in RSS). The embedding's rows are still read (tied output: same tensor).
-    if (w->name != m.weights.tok_embd->name)
+    if (w != m.weights.tok_embd)
       for (const auto& f : m.mapped_files) f->drop_pages(w->data, w->nbytes);
   }
 }
