@@ -19,10 +19,6 @@
 #include <iterator>
 #include <string>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "core/error.h"
 #include "core/huge_pages.h"
 #include "kernels/cpu/cpu_kernels.h"

@@ -73,6 +73,17 @@ void warn_beyond_training(const LoadedModel& m, int n_ctx) {
                  "still meaningful; outputs there may degrade)\n", n_ctx, m.config.n_ctx_train);
 }
 
+// Decode speed of s from where it stands: n_gen one-token steps (a fixed token sequence starting
+// after `tok`), in tok/s.
+double timed_decode(Session& s, int n_gen, int n_vocab, int32_t tok = 1) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n_gen; i++) {
+    tok = int32_t((tok * 31 + 7) % n_vocab);
+    s.eval(std::span<const int32_t>(&tok, 1));
+  }
+  return n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 // Decode speed after `depth` cached tokens: each depth's prompt is evaluated once, then each
 // repetition truncates back to it and decodes n_gen tokens. The depths take turns within each
 // repetition (not one after the other), so that a slow spell of a shared machine hits all of
@@ -102,13 +113,7 @@ nlohmann::json bench_depths(const std::shared_ptr<const Model>& model, const std
       Session& s = *sessions[d];
       s.truncate(depths[d]);
       profile::pause(!(profiling && d + 1 == depths.size()));
-      int32_t tok = 1 % n_vocab;
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < n_gen; i++) {
-        tok = int32_t((tok * 31 + 7) % n_vocab);
-        s.eval(std::span<const int32_t>(&tok, 1));
-      }
-      tg[d].push_back(n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      tg[d].push_back(timed_decode(s, n_gen, n_vocab, 1 % n_vocab));
     }
   profile::pause(false);
   nlohmann::json arr = nlohmann::json::array();
@@ -140,14 +145,9 @@ nlohmann::json bench_streams(const std::shared_ptr<const Model>& model, const st
     for (size_t i = 0; i < plans.size(); i++) {
       kernels::set_stream_plan(plans[i]);
       s.truncate(0);
-      int32_t tok = 1 % n_vocab;
+      const int32_t tok = 1 % n_vocab;
       s.eval(std::span<const int32_t>(&tok, 1));
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int j = 0; j < n_gen; j++) {
-        tok = int32_t((tok * 31 + 7) % n_vocab);
-        s.eval(std::span<const int32_t>(&tok, 1));
-      }
-      tg[i].push_back(n_gen / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      tg[i].push_back(timed_decode(s, n_gen, n_vocab, tok));
     }
   kernels::set_stream_plan(saved);
   nlohmann::json arr = nlohmann::json::array();
@@ -354,19 +354,14 @@ Runner add_bench(CLI::App& app) {
         }
         if (o->n_gen > 0) {
           s.truncate(0);
-          int32_t tok = 1 % n_vocab;
+          const int32_t tok = 1 % n_vocab;
           s.eval(std::span<const int32_t>(&tok, 1));
-          auto t0 = std::chrono::steady_clock::now();
-          for (int i = 0; i < o->n_gen; i++) {
-            tok = int32_t((tok * 31 + 7) % n_vocab);
-            s.eval(std::span<const int32_t>(&tok, 1));
-          }
-          double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          tg.push_back(o->n_gen / sec);
+          const double tok_s = timed_decode(s, o->n_gen, n_vocab, tok);
+          tg.push_back(tok_s);
           if (probe && nt == probe_threads) {
             const double bw = probe->measure(3);
             membw = std::max(membw, bw);
-            fractions.push_back(o->n_gen / sec * bytes_tok / 1e9 / bw);
+            fractions.push_back(tok_s * bytes_tok / 1e9 / bw);
           }
         }
       }
