@@ -180,7 +180,7 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
   LevelGuard guard;
   const DType types[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0};
   const int n_outs[] = {1, 3, 17, 33, 100};
-  const int n_toks[] = {1, 2, 3, 5, 8, 17, 64, 131};
+  const int n_toks[] = {1, 2, 3, 5, 6, 8, 17, 64, 131};
   for (DType type : types) {
     // Quantized: odd numbers of blocks, one above the int8 GEMM's k block (1024). Float: odd sizes,
     // below, at and above the fp32 GEMM's k block (256) and the vector widths.
@@ -532,10 +532,10 @@ TEST(Kernels, SoftmaxAndSiluEdgeCases) {
 // Under ExactBatchScope a batch gives every token the bits of a one-token call (the int8 and
 // fp32 GEMM engines would otherwise take batches of 6-10+ tokens and round differently).
 namespace {
-// Multiplies 40 tokens by W under ExactBatchScope and checks each row against a one-token call.
-void expect_exact_batch_matches_one_token_calls(const Tensor& W, uint32_t seed, const std::string& what) {
+// Multiplies n_tok tokens by W under ExactBatchScope and checks each row against a one-token call
+// (5-6 tokens: the float kernels' one-pass path; 40: token groups over L2 blocks).
+void expect_exact_batch_matches_one_token_calls(const Tensor& W, uint32_t seed, const std::string& what, int n_tok = 40) {
   const int64_t n_in = W.ne[0], n_out = W.ne[1];
-  const int n_tok = 40;
   const std::vector<float> x = random_matrix(n_tok, n_in, seed);
   std::vector<float> batch(n_tok * n_out), one(n_out);
   {
@@ -544,7 +544,7 @@ void expect_exact_batch_matches_one_token_calls(const Tensor& W, uint32_t seed, 
   }
   for (int t = 0; t < n_tok; t++) {
     kk::matmul(W, x.data() + t * n_in, one.data(), 1);
-    ASSERT_EQ(0, std::memcmp(one.data(), batch.data() + t * n_out, n_out * sizeof(float))) << what << " token " << t;
+    ASSERT_EQ(0, std::memcmp(one.data(), batch.data() + t * n_out, n_out * sizeof(float))) << what << " token " << t << " of " << n_tok;
   }
 }
 }  // namespace
@@ -555,7 +555,13 @@ TEST(Kernels, ExactBatchScopeMatchesOneTokenCalls) {
     for (kk::KernelLevel level : simd_levels()) {
       kk::set_kernel_level(level);
       const Weights w = make_weights(type, 512, 300, 91);
-      expect_exact_batch_matches_one_token_calls(w.t, 92, std::string(dtype_name(type)) + " " + kk::kernel_level_name(level));
+      for (int n_tok : {5, 6, 40})
+        expect_exact_batch_matches_one_token_calls(w.t, 92, std::string(dtype_name(type)) + " " + kk::kernel_level_name(level), n_tok);
+      if (is_int8_type(type) || type == DType::Q4_K) continue;
+      // Float rows with a tail (531 % 16 != 0) and an odd row count (the streams' leftovers).
+      const Weights odd = make_weights(type, 531, 37, 93);
+      for (int n_tok : {5, 6})
+        expect_exact_batch_matches_one_token_calls(odd.t, 94, std::string(dtype_name(type)) + " " + kk::kernel_level_name(level) + " n_in=531", n_tok);
     }
 }
 
@@ -676,7 +682,7 @@ TEST(Kernels, StreamPlansGiveTheSameBits) {
         if (pack && !packed) continue;
         w.t.packed = packed.get();
         const std::string what = std::string(pack ? "packed " : "") + dtype_name(type) + " " + kk::kernel_level_name(level);
-        for (int n_tok : {1, 2, 3, 4, 5, 17}) {
+        for (int n_tok : {1, 2, 3, 4, 5, 6, 17}) {
           const std::vector<float> x = random_matrix(n_tok, n_in, 96u + n_tok);
           std::vector<float> y[2];
           for (int p = 0; p < 2; p++) {

@@ -193,10 +193,11 @@ TEST(SpecRollback, TruncatedSessionMatchesFreshEvaluation) {
 
 // ---- prompt lookup ----
 
-TEST(SpecLookup, ProposesWhatFollowedTheLatestLongestMatch) {
+TEST(SpecLookup, ProposesWhatFollowedTheBestAgreeingLongestMatch) {
   //                          0  1  2  3  4  5  6  7  8  9 10 11
   const std::vector<int32_t> c = {5, 6, 7, 8, 1, 6, 7, 9, 2, 3, 6, 7};
-  // "6 7" occurs at 1 and 5; the latest (5) is followed by 9 2 3 6 7.
+  // "6 7" occurs at 1 and 5, neither preceded by the tail's "3": the latest (5) is followed by
+  // 9 2 3 6 7.
   LookupMatch m = lookup_continuation(c, 2, 3);
   EXPECT_EQ(m.ngram, 2);
   EXPECT_EQ(m.tokens, (std::vector<int32_t>{9, 2, 3}));
@@ -209,7 +210,11 @@ TEST(SpecLookup, ProposesWhatFollowedTheLatestLongestMatch) {
   m = lookup_continuation(d, 3, 2);
   EXPECT_EQ(m.ngram, 3);
   EXPECT_EQ(m.tokens, (std::vector<int32_t>{4, 9}));
-  EXPECT_EQ(lookup_continuation(d, 1, 2).tokens, (std::vector<int32_t>{5, 1}));
+  // The 1-gram "3" occurs at 2 and 5; the one at 2 is preceded by "1 2", as the tail is: it wins
+  // over the later one.
+  m = lookup_continuation(d, 1, 2);
+  EXPECT_EQ(m.ngram, 1);
+  EXPECT_EQ(m.tokens, (std::vector<int32_t>{4, 9}));
   // No recurrence, or nothing to propose.
   EXPECT_TRUE(lookup_continuation(std::vector<int32_t>{1, 2, 3}, 3, 4).tokens.empty());
   EXPECT_TRUE(lookup_continuation(std::vector<int32_t>{}, 3, 4).tokens.empty());

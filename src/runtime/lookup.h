@@ -14,9 +14,10 @@ struct LookupMatch {
   int ngram = 0;                // the length of the matched n-gram
 };
 
-// Finds the most recent earlier occurrence of the context's last n tokens, trying n = max_ngram
-// down to 1, and proposes up to max_tokens of the tokens that followed it. A continuation that reaches the end of the context goes on copying itself, as text
-// repeating with that period would.
+// Finds an earlier occurrence of the context's last n tokens, trying n = max_ngram down to 1 (of
+// several occurrences, the one preceded by the longest agreement with the context, then the most
+// recent), and proposes up to max_tokens of the tokens that followed it. A continuation that
+// reaches the end of the context goes on copying itself, as text repeating with that period would.
 LookupMatch lookup_continuation(std::span<const int32_t> context, int max_ngram, int max_tokens);
 
 }  // namespace kite
