@@ -694,7 +694,8 @@ TEST(Kernels, StreamPlansGiveTheSameBits) {
         }
         for (kk::StreamPlan p : {kk::StreamPlan::Interleaved, kk::StreamPlan::Sequential}) {
           kk::set_stream_plan(p);
-          expect_exact_batch_matches_one_token_calls(w.t, 97, what + " " + kk::stream_plan_name(p));
+          for (int n_tok : {5, 6, 40})
+            expect_exact_batch_matches_one_token_calls(w.t, 97, what + " " + kk::stream_plan_name(p), n_tok);
         }
       }
 }
