@@ -15,21 +15,19 @@
 //    so per product |w x - bf16(w) bf16(x)| <= (2^-7 + 2^-16) |w x|, and
 //      |y - ref| <= (2^-7 + 2^-16) * sum_i |w_oi * x_ti|  +  1e-5 * sum_i |w_oi * x_ti|
 #include <gtest/gtest.h>
-
-#include <cstring>
-
-#include "core/huge_pages.h"
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/huge_pages.h"
 #include "core/tensor.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/kernels.h"
@@ -698,6 +696,57 @@ TEST(Kernels, StreamPlansGiveTheSameBits) {
             expect_exact_batch_matches_one_token_calls(w.t, 97, what + " " + kk::stream_plan_name(p), n_tok);
         }
       }
+}
+
+// Products of one input in one call (q/k/v, gate/up) give each output the bits of its own matmul
+// call: every type, packed or not, one-token steps, small batches (exact or not), matrices of
+// different heights (k, v are shorter than q), sizes run by one thread; and mixed types (which
+// fall back to one call each).
+TEST(Kernels, SharedInputMatmulGivesEachOutputItsOwnCallsBits) {
+  LevelGuard guard;
+  for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K})
+    for (bool pack : {false, true})
+      for (kk::KernelLevel level : simd_levels())
+        for (int64_t n_in : {int64_t(256), int64_t(1024)}) {
+          kk::set_kernel_level(level);
+          Weights w[3] = {make_weights(type, n_in, 1024, 201), make_weights(type, n_in, 256, 202),
+                          make_weights(type, n_in, 320, 203)};
+          std::shared_ptr<void> packed[3];
+          for (int i = 0; i < 3; i++) {
+            packed[i] = pack ? kk::pack_weights(w[i].t) : nullptr;
+            w[i].t.packed = packed[i].get();
+          }
+          if (pack && !packed[0]) continue;
+          const std::string what = std::string(pack ? "packed " : "") + dtype_name(type) + " " +
+                                   kk::kernel_level_name(level) + " n_in=" + std::to_string(n_in);
+          for (int n_tok : {1, 3, 5, 6, 12})
+            for (bool exact : {false, true}) {
+              const std::vector<float> x = random_matrix(n_tok, n_in, 204u + n_tok);
+              std::vector<float> own[3], shared[3];
+              for (int i = 0; i < 3; i++) {
+                own[i].assign(size_t(n_tok) * w[i].t.ne[1], kSentinel);
+                shared[i].assign(own[i].size(), kSentinel);
+              }
+              std::optional<kk::ExactBatchScope> scope;
+              if (exact) scope.emplace();
+              for (int i = 0; i < 3; i++) kk::matmul(w[i].t, x.data(), own[i].data(), n_tok);
+              const kk::MatmulOut outs[3] = {{&w[0].t, shared[0].data()}, {&w[1].t, shared[1].data()}, {&w[2].t, shared[2].data()}};
+              kk::matmul_shared_input(outs, x.data(), n_tok);
+              for (int i = 0; i < 3; i++)
+                ASSERT_EQ(0, std::memcmp(own[i].data(), shared[i].data(), own[i].size() * sizeof(float)))
+                    << what << " output " << i << " n_tok=" << n_tok << (exact ? " exact" : "");
+            }
+        }
+  // Different types: one call each, same results.
+  const Weights a = make_weights(DType::Q8_0, 256, 64, 205), b = make_weights(DType::F32, 256, 48, 206);
+  const std::vector<float> x = random_matrix(2, 256, 207);
+  std::vector<float> ya(2 * 64), yb(2 * 48), ya1(ya.size()), yb1(yb.size());
+  const kk::MatmulOut outs[2] = {{&a.t, ya.data()}, {&b.t, yb.data()}};
+  kk::matmul_shared_input(outs, x.data(), 2);
+  kk::matmul(a.t, x.data(), ya1.data(), 2);
+  kk::matmul(b.t, x.data(), yb1.data(), 2);
+  EXPECT_EQ(ya, ya1);
+  EXPECT_EQ(yb, yb1);
 }
 
 TEST(Kernels, StreamPlanNames) {

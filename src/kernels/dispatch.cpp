@@ -301,23 +301,59 @@ const LevelKernels* cpu::active_kernels() {
 
 // ---- entry points -----------------------------------------------------------------------------
 
-void matmul(const Tensor& W, const float* x, float* y, int n_tok) {
-  const LevelKernels* lk = active_kernels();
+namespace {
+// The kernels and the bytes matmul uses for W at the active level; tk == nullptr: the reference.
+struct Resolved {
+  const LevelKernels* lk = nullptr;
+  const TypeKernels* tk = nullptr;
+  const void* data = nullptr;
+};
+
+Resolved resolve(const Tensor& W) {
+  Resolved r;
+  r.lk = active_kernels();
   // The packed copy when this level has kernels for it (other levels read W.data).
-  const TypeKernels* tk = lk && W.packed ? lk->find_packed(W.type) : nullptr;
-  const void* data = tk ? W.packed : W.data;
-  if (!tk) {
-    tk = lk ? find_kernels(*lk, W.type) : nullptr;
+  r.tk = r.lk && W.packed ? r.lk->find_packed(W.type) : nullptr;
+  r.data = r.tk ? W.packed : W.data;
+  if (!r.tk) {
+    r.tk = r.lk ? find_kernels(*r.lk, W.type) : nullptr;
     // Float matrices' "packed" copy: the same layout on huge pages (packed_bytes).
-    if (tk && W.packed && is_float_type(W.type)) data = W.packed;
+    if (r.tk && W.packed && is_float_type(W.type)) r.data = W.packed;
   }
-  if (!tk) {  // reference level, or a type without SIMD kernels yet
+  if (r.tk) check(r.data != nullptr, "matmul: weight '", W.name, "' has no data");
+  return r;
+}
+
+MatmulShape shape_of(const Tensor& W, const Resolved& r, const float* x, float* y, int n_tok) {
+  return MatmulShape{static_cast<const uint8_t*>(r.data), W.row_size(), W.ne[0], W.ne[1], x, y, n_tok};
+}
+}  // namespace
+
+void matmul(const Tensor& W, const float* x, float* y, int n_tok) {
+  const Resolved r = resolve(W);
+  if (!r.tk) {  // reference level, or a type without SIMD kernels yet
     ref::matmul(W, x, y, n_tok);
     return;
   }
-  check(data != nullptr, "matmul: weight '", W.name, "' has no data");
-  const MatmulShape s{static_cast<const uint8_t*>(data), W.row_size(), W.ne[0], W.ne[1], x, y, n_tok};
-  matmul_with(*lk, *tk, s);
+  matmul_with(*r.lk, *r.tk, shape_of(W, r, x, y, n_tok));
+}
+
+void matmul_shared_input(std::span<const MatmulOut> outs, const float* x, int n_tok) {
+  constexpr size_t kMaxOuts = 4;
+  if (outs.empty()) return;
+  bool together = outs.size() <= kMaxOuts && n_tok > 0;
+  Resolved r[kMaxOuts];
+  MatmulShape shapes[kMaxOuts];
+  for (size_t i = 0; together && i < outs.size(); i++) {
+    r[i] = resolve(*outs[i].W);
+    together = r[i].tk && r[i].tk == r[0].tk && outs[i].W->ne[0] == outs[0].W->ne[0] && !uses_gemm(*r[i].tk, n_tok);
+    if (together) shapes[i] = shape_of(*outs[i].W, r[i], x, outs[i].y, n_tok);
+  }
+  if (!together) {
+    for (const MatmulOut& o : outs) matmul(*o.W, x, o.y, n_tok);
+    return;
+  }
+  matvec_shared_input(*r[0].lk, *r[0].tk, std::span<const MatmulShape>(shapes, outs.size()));
 }
 
 size_t packed_bytes(const Tensor& W) {

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "core/tensor.h"
 
@@ -27,6 +28,17 @@ namespace kite::kernels {
 // Q8_0 weights' own error and 10-20x below Q4_0's (test Int8ActivationErrorIsBelowWeight...).
 // (AVX2 level: int8 activations in matvec only; its GEMM keeps fp32 activations.)
 void matmul(const Tensor& W, const float* x, float* y, int n_tok);
+
+// Several products of the same input, y_i = W_i x (q/k/v, gate/up): the same bits as one matmul
+// call per output, in one parallel region with the activations prepared once, when every W_i has
+// the same kernels and the decode path (matvec) is taken; otherwise one call after the other.
+// Decode runs ~7 matmuls per layer; the small ones (k, v: 256 rows in a 1.1B model) streamed at
+// half the rate of the large ones, and each call wakes the thread team.
+struct MatmulOut {
+  const Tensor* W;  // {n_in, n_out}; n_in the same for all
+  float* y;         // [n_tok][n_out]
+};
+void matmul_shared_input(std::span<const MatmulOut> outs, const float* x, int n_tok);
 
 // W's weights re-laid out for the active level's matmul kernels ("packed"): packed_bytes(W) is
 // their size (W's own size), or 0 when that level has no such layout for W's type and shape;

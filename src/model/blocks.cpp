@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <span>
+#include <string>
 
 #include "core/profile.h"
 #include "kernels/kernels.h"
@@ -18,6 +21,18 @@ void linear(const Tensor& W, const float* x, float* y, int n_tok) {
   if (g_observer) g_observer(g_observer_ctx, W, x, n_tok);
   KITE_PROFILE("matmul", W.name);
   kernels::matmul(W, x, y, n_tok);
+}
+
+// Products of one input (q/k/v, gate/up) in one kernel call (kernels::matmul_shared_input), timed
+// under their names joined by '+' when profiling.
+void linear_shared_input(std::initializer_list<kernels::MatmulOut> outs, const float* x, int n_tok) {
+  std::string label;
+  for (const kernels::MatmulOut& o : outs) {
+    if (g_observer) g_observer(g_observer_ctx, *o.W, x, n_tok);
+    if (profile::enabled()) label += (label.empty() ? "" : "+") + o.W->name;
+  }
+  KITE_PROFILE("matmul", label);
+  kernels::matmul_shared_input(std::span<const kernels::MatmulOut>(outs.begin(), outs.size()), x, n_tok);
 }
 
 void rmsnorm_rows(float* out, const float* x, const float* w, int n_tok, int d, float eps) {
@@ -97,9 +112,7 @@ void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWei
                      int layer, int n_tok, int pos0, Scratch& s) {
   const int d = c.n_embd, q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
   rmsnorm_rows(s.xn.data(), s.x.data(), l.attn_norm, n_tok, d, c.rms_eps);
-  linear(*l.wq, s.xn.data(), s.q.data(), n_tok);
-  linear(*l.wk, s.xn.data(), s.k.data(), n_tok);
-  linear(*l.wv, s.xn.data(), s.v.data(), n_tok);
+  linear_shared_input({{l.wq, s.q.data()}, {l.wk, s.k.data()}, {l.wv, s.v.data()}}, s.xn.data(), n_tok);
   if (l.bq) {
     for (int t = 0; t < n_tok; t++) {
       for (int i = 0; i < q_dim; i++) s.q[size_t(t) * q_dim + i] += l.bq[i];
@@ -124,8 +137,7 @@ void attention_block(const ModelConfig& c, const ModelWeights& w, const LayerWei
 void ffn_block(const ModelConfig& c, const LayerWeights& l, int n_tok, Scratch& s) {
   const int d = c.n_embd;
   rmsnorm_rows(s.xn.data(), s.x.data(), l.ffn_norm, n_tok, d, c.rms_eps);
-  linear(*l.w_gate, s.xn.data(), s.gate.data(), n_tok);
-  linear(*l.w_up, s.xn.data(), s.up.data(), n_tok);
+  linear_shared_input({{l.w_gate, s.gate.data()}, {l.w_up, s.up.data()}}, s.xn.data(), n_tok);
   {
     KITE_PROFILE("ffn", "swiglu");
     // The SIMD kernel (exp within ~2 ulp): the scalar std::exp loop took ~4% of a decode step.

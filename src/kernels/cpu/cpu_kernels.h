@@ -14,6 +14,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "core/dtype.h"
 #include "kernels/kernels.h"
@@ -238,6 +239,9 @@ struct MatmulShape {
   int n_tok;
 };
 void matmul_with(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s);
+// The matvec path for several shapes with the same x, n_in and n_tok (kernels::matmul_shared_input):
+// the activations prepared once, every shape's row chunks in one parallel region.
+void matvec_shared_input(const LevelKernels& lk, const TypeKernels& tk, std::span<const MatmulShape> shapes);
 
 #if KITE_X86
 // Per-ISA implementations, defined in the kernel files; the tables are in dispatch.cpp.

@@ -62,7 +62,9 @@ inline int64_t chunk_rows(int64_t n, int64_t unit, int n_threads) {
   return std::max<int64_t>(1, units / (int64_t(n_threads) * kChunksPerThread)) * unit;
 }
 
-void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
+// The matvec arguments for shape s, with s.x prepared in the kernels' activation format (in this
+// thread's scratch, valid until the next call on this thread).
+MatvecArgs prepare_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
   MatvecArgs a{s.w, s.w_stride, s.n_in, s.n_out, s.x, {}, s.y, s.n_tok};
   if (tk.act == ActKind::Q8) {
     // [n_tok][n_in] int8, [n_tok][nb] scales and sums, quantized once here for all threads
@@ -91,6 +93,11 @@ void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape
     a.xh = xh;
   }
 #endif
+  return a;
+}
+
+void run_matvec(const LevelKernels& lk, const TypeKernels& tk, const MatmulShape& s) {
+  const MatvecArgs a = prepare_matvec(lk, tk, s);
   const int n_threads = team_size(double(s.n_out) * s.n_in * s.n_tok);
   if (n_threads == 1) {
     tk.matvec(a, 0, s.n_out);
@@ -154,6 +161,44 @@ void matmul_with(const LevelKernels& lk, const TypeKernels& tk, const MatmulShap
     run_gemm(tk, s);
   else
     run_matvec(lk, tk, s);
+}
+
+void matvec_shared_input(const LevelKernels& lk, const TypeKernels& tk, std::span<const MatmulShape> shapes) {
+  constexpr int kMaxShapes = 4;
+  const int n = int(shapes.size());
+  check(n >= 1 && n <= kMaxShapes, "matvec_shared_input: ", n, " shapes (1 to ", kMaxShapes, ")");
+  // One preparation of x serves all: same n_in, n_tok and activation format; only w and y differ.
+  MatvecArgs a[kMaxShapes];
+  a[0] = prepare_matvec(lk, tk, shapes[0]);
+  double work = 0;
+  int64_t chunk[kMaxShapes], first[kMaxShapes + 1];  // rows per chunk; shape i's chunks start at first[i]
+  for (int i = 0; i < n; i++) {
+    a[i] = a[0];
+    a[i].w = shapes[i].w;
+    a[i].w_stride = shapes[i].w_stride;
+    a[i].n_out = shapes[i].n_out;
+    a[i].y = shapes[i].y;
+    work += double(shapes[i].n_out) * shapes[i].n_in * shapes[i].n_tok;
+  }
+  const int n_threads = team_size(work);
+  if (n_threads == 1) {
+    for (int i = 0; i < n; i++) tk.matvec(a[i], 0, a[i].n_out);
+    return;
+  }
+  // Each shape in the chunks a matmul of its own would use (run_matvec), so every row is summed
+  // as in that call; the chunks of all shapes are handed out together.
+  first[0] = 0;
+  for (int i = 0; i < n; i++) {
+    chunk[i] = chunk_rows(a[i].n_out, 64, n_threads);
+    first[i + 1] = first[i] + (a[i].n_out + chunk[i] - 1) / chunk[i];
+  }
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < first[n]; c++) {
+    int i = 0;
+    while (c >= first[i + 1]) i++;
+    const int64_t r0 = (c - first[i]) * chunk[i];
+    tk.matvec(a[i], r0, std::min(a[i].n_out, r0 + chunk[i]));
+  }
 }
 
 }  // namespace kite::kernels::cpu
