@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/mmap.h"
@@ -60,6 +61,42 @@ TEST(Cli, GenerateJsonGreedyMatchesRunC) {
   EXPECT_TRUE(j["text"].get<std::string>().rfind(", there was a little girl", 0) == 0) << j["text"];
   for (const char* k : {"prompt_tokens", "prompt_ms", "gen_tokens", "gen_ms"}) EXPECT_TRUE(j["timings"].contains(k)) << k;
   EXPECT_EQ(j["timings"]["gen_tokens"], 20);
+}
+
+// generate --profile prints a table of time per op (tokenizer, matmuls by tensor name, attention,
+// norm, rope, sampling) on stderr, the JSON result staying alone on stdout; --trace writes a
+// Chrome trace whose events name the same ops. bench --profile prints the same table.
+TEST(Cli, GenerateAndBenchProfileAndTrace) {
+  KITE_REQUIRE_SHARED("models/stories260K.gguf");
+  const fs::path dir = temp_dir("profile");
+  const std::string trace = (dir / "trace.json").string();
+  const std::string model = q(shared_path("models/stories260K.gguf"));
+  kite::test::CliRun r = run("generate -m " + model + " -p 'Once upon a time' -n 8 --temp 0 -t 1 --profile --trace " + q(trace));
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* row : {"tokenizer  encode", "tokenizer  decode", "sampling   sample", "matmul     output.weight",
+                          "attention  attention", "norm       rmsnorm", "rope       rope", "-- by op kind --"})
+    EXPECT_NE(r.out.find(row), std::string::npos) << row << "\n" << r.out;
+  // Products of one input are timed as one call, named after all of them.
+  EXPECT_NE(r.out.find("blk.0.attn_q.weight+blk.0.attn_k.weight+blk.0.attn_v.weight"), std::string::npos) << r.out;
+  std::ifstream f(trace);
+  ASSERT_TRUE(f) << trace;
+  const json t = json::parse(f);
+  ASSERT_TRUE(t.contains("traceEvents"));
+  std::set<std::string> cats;
+  for (const auto& e : t["traceEvents"]) {
+    EXPECT_EQ(e["ph"], "X");
+    EXPECT_GE(e["dur"].get<int64_t>(), 0);
+    cats.insert(e["cat"].get<std::string>());
+  }
+  for (const char* c : {"tokenizer", "matmul", "attention", "sampling"}) EXPECT_TRUE(cats.count(c)) << c;
+  // Without --profile the JSON is unchanged and nothing else is printed to stdout.
+  const json j = run_json("generate -m " + model + " -p 'Once upon a time' -n 4 --temp 0 -t 1 --json --profile");
+  EXPECT_EQ(j["ids"].size(), 4u);
+
+  kite::test::CliRun b = run("bench -m " + model + " -p 16 -n 4 -r 1 -t 1 --profile");
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("matmul     output.weight"), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find("-- by op kind --"), std::string::npos) << b.out;
 }
 
 TEST(Cli, SeededSamplingIsReproducible) {

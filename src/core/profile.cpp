@@ -70,13 +70,17 @@ std::string report() {
     by_cat[r.first.first] += r.second.first;
   }
   std::string out;
-  char line[256];
-  std::snprintf(line, sizeof line, "%-10s %-32s %10s %8s %10s %6s\n", "op", "name", "total ms", "calls", "us/call", "%");
+  // The name column as wide as the longest name (products sharing an input are named
+  // "blk.0.attn_q.weight+blk.0.attn_k.weight+..."), capped so a line stays readable.
+  int w = 32;
+  for (auto& r : rows) w = std::max(w, std::min(96, int(r.first.second.size())));
+  char line[512];
+  std::snprintf(line, sizeof line, "%-10s %-*s %10s %8s %10s %6s\n", "op", w, "name", "total ms", "calls", "us/call", "%");
   out += line;
   for (auto& [key, v] : rows) {
-    std::snprintf(line, sizeof line, "%-10s %-32s %10.2f %8lld %10.1f %5.1f%%\n", key.first.c_str(), key.second.c_str(),
-                  v.first / 1000.0, static_cast<long long>(v.second), double(v.first) / std::max<int64_t>(1, v.second),
-                  total ? 100.0 * v.first / total : 0.0);
+    std::snprintf(line, sizeof line, "%-10s %-*.*s %10.2f %8lld %10.1f %5.1f%%\n", key.first.c_str(), w, w,
+                  key.second.c_str(), v.first / 1000.0, static_cast<long long>(v.second),
+                  double(v.first) / std::max<int64_t>(1, v.second), total ? 100.0 * v.first / total : 0.0);
     out += line;
   }
   out += "-- by op kind --\n";

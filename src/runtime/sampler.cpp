@@ -4,6 +4,7 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "core/profile.h"
 #include "kite/kite.h"
 
 namespace kite {
@@ -11,6 +12,7 @@ namespace kite {
 Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {}
 
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
+  KITE_PROFILE("sampling", "sample");
   const int n_vocab = int(logits.size());
   const bool penalize = p_.repeat_penalty != 1.0f || p_.frequency_penalty != 0 || p_.presence_penalty != 0;
   if (p_.temperature <= 0 && !(penalize && !history.empty())) {

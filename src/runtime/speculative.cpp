@@ -30,6 +30,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "runtime/lookup.h"
@@ -174,7 +175,10 @@ Proposal SpeculativeLoop::propose_with_draft(int limit) {
   prop.draft_evals = 1;
   policy_.draft_evaluated(int(catch_up.size()));
   for (;;) {
-    compute_distribution(logits, draft_params_, history, dist_);
+    {
+      KITE_PROFILE("sampling", "draft");
+      compute_distribution(logits, draft_params_, history, dist_);
+    }
     const int bin = policy_.bin_of_confidence(dist_.confidence());
     if (!policy_.include(bin)) break;
     const int32_t x = draft_greedy_ ? dist_.most_likely() : sample_from(dist_, rng_);
@@ -192,6 +196,7 @@ Proposal SpeculativeLoop::propose_with_draft(int limit) {
 
 Proposal SpeculativeLoop::propose_by_lookup(int limit) {
   Proposal prop;
+  KITE_PROFILE("speculative", "lookup");
   const LookupMatch m = lookup_continuation(ctx_, spec_.lookup_ngram, limit);
   const int bin = policy_.bin_of_ngram(m.ngram);
   for (int32_t t : m.tokens) {
@@ -208,6 +213,7 @@ std::vector<int32_t> SpeculativeLoop::verify(const Proposal& prop, std::span<con
   const size_t k = prop.tokens.size();
   for (size_t i = 0; i <= k; i++) {
     std::span<const float> row = logits.subspan(i * size_t(n_vocab_), size_t(n_vocab_));
+    KITE_PROFILE("sampling", "verify");
     compute_distribution(row, opts_.sampling, history, dist_, /*need_confidence=*/false);
     if (i == k) {  // every proposal accepted (or none made): the target's own next token
       out.push_back(greedy_ ? dist_.most_likely() : sample_from(dist_, rng_));

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/unicode.h"
 
@@ -145,6 +146,7 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+  KITE_PROFILE("tokenizer", "encode");
   return impl_->encode(text, add_bos, parse_special);
 }
 
@@ -155,6 +157,7 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool strip_leading_space) const {
+  KITE_PROFILE("tokenizer", "decode");
   std::string out;
   bool first = strip_leading_space && impl_->strips_leading_space();
   for (int32_t id : ids) {
@@ -181,6 +184,7 @@ const VocabData& Tokenizer::vocab() const { return impl_->v; }
 // ---- StreamDecoder ----
 
 std::string StreamDecoder::push(int32_t id) {
+  KITE_PROFILE("tokenizer", "decode");
   std::string p = tok_.token_to_piece(id);
   if (first_ && !p.empty()) {
     first_ = false;

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/mmap.h"
+#include "core/profile.h"
 #include "kite/kite.h"
 #include "model/config.h"
 #include "model/model.h"
@@ -73,6 +74,8 @@ Runner add_generate(CLI::App& app) {
     int draft_max = 8, draft_min = 0, lookup = 0, draft_threads = 0;
     bool compare = false;
     int compare_reps = 1;
+    bool profile = false;
+    std::string trace;
   };
   auto o = std::make_shared<Opts>();
   add_model_flags(sub, o->mf);
@@ -117,6 +120,10 @@ Runner add_generate(CLI::App& app) {
   sub->add_flag("--compare", o->compare, "also decode plainly (not streamed) and report the speedup");
   sub->add_option("--compare-reps", o->compare_reps, "with --compare: alternate N plain and N speculative runs, compare medians")
       ->check(CLI::Range(1, 1000));
+  sub->add_flag("--profile", o->profile,
+                "time per op (tokenizer, each matmul by tensor name, attention, norm, rope, sampling), printed to "
+                "stderr at the end (with --compare: the last, speculative run only)");
+  sub->add_option("--trace", o->trace, "write a Chrome trace (opens in Perfetto) of the same run to this file");
 
   return [o]() {
     std::string model_path = o->mf.model.empty() ? default_model_path() : o->mf.model;
@@ -152,6 +159,8 @@ Runner add_generate(CLI::App& app) {
     so.kv_type = kv_type_from_string(o->kv_type);
     so.kv_mem_mib = o->kv_mem;
     Session session(model, so);
+    // --profile / --trace: from tokenization on; paused during --compare's other runs.
+    if (o->profile || !o->trace.empty()) profile::enable(true, !o->trace.empty());
     std::vector<int32_t> prompt_ids = model->tokenize(prompt, model->add_bos() && !o->no_bos);
 
     if (!o->prompt_cache.empty()) {
@@ -208,6 +217,7 @@ Runner add_generate(CLI::App& app) {
     GenerateResult plain;
     std::vector<double> plain_speeds, spec_speeds;
     if (o->compare) {
+      profile::pause(true);
       Session plain_session(model, so);
       for (int rep = 0; rep < o->compare_reps; rep++) {
         plain_session.truncate(0);
@@ -215,6 +225,7 @@ Runner add_generate(CLI::App& app) {
         plain_speeds.push_back(tok_s(plain));
         if (rep + 1 < o->compare_reps) spec_speeds.push_back(tok_s(run_speculative(nullptr)));
       }
+      profile::pause(false);
     }
 
     TokenCallback cb = nullptr;
@@ -277,6 +288,8 @@ Runner add_generate(CLI::App& app) {
                      o->compare_reps, plain_tok_s, spec_tok_s, speedup,
                      s.temperature > 0 || plain.ids == r.ids ? "" : " (greedy outputs differ)");
     }
+    if (o->profile) std::fputs(profile::report().c_str(), stderr);
+    if (!o->trace.empty()) profile::write_trace(o->trace);
     return 0;
   };
 }
