@@ -93,10 +93,28 @@ TEST(Cli, GenerateAndBenchProfileAndTrace) {
   const json j = run_json("generate -m " + model + " -p 'Once upon a time' -n 4 --temp 0 -t 1 --json --profile");
   EXPECT_EQ(j["ids"].size(), 4u);
 
-  kite::test::CliRun b = run("bench -m " + model + " -p 16 -n 4 -r 1 -t 1 --profile");
+  kite::test::CliRun b = run("bench -m " + model + " -p 16 -n 4 -r 1 -t 1 --profile --no-membw");
   ASSERT_EQ(b.code, 0) << b.out;
   EXPECT_NE(b.out.find("matmul     output.weight"), std::string::npos) << b.out;
   EXPECT_NE(b.out.find("-- by op kind --"), std::string::npos) << b.out;
+}
+
+// bench measures the machine's read bandwidth by default whenever it times decode, and reports
+// decode as a fraction of it; --no-membw skips that, --membw without a model runs only the probe.
+TEST(Cli, BenchReportsTheReadBandwidthByDefault) {
+  KITE_REQUIRE_SHARED("models/stories260K.gguf");
+  const std::string model = q(shared_path("models/stories260K.gguf"));
+  const json j = run_json("bench -m " + model + " -p 8 -n 4 -r 1 -t 1 --json");
+  for (const char* k : {"pp", "tg", "membw_gbs", "weight_bytes_per_token"}) EXPECT_TRUE(j.contains(k)) << k << j.dump();
+  EXPECT_GT(j["membw_gbs"].get<double>(), 0);
+  for (const char* k : {"tok_s_median", "tok_s_min", "tok_s_max", "gbs", "membw_fraction"})
+    EXPECT_TRUE(j["tg"].contains(k)) << k << j.dump();
+  const json off = run_json("bench -m " + model + " -p 8 -n 4 -r 1 -t 1 --json --no-membw");
+  EXPECT_FALSE(off.contains("membw_gbs")) << off.dump();
+  EXPECT_TRUE(off["tg"].contains("gbs"));
+  const json alone = run_json("bench --membw -t 1 --json");
+  EXPECT_GT(alone["membw_gbs"].get<double>(), 0);
+  expect_clean_error("bench -m " + model + " --membw --no-membw", "contradict");
 }
 
 TEST(Cli, SeededSamplingIsReproducible) {

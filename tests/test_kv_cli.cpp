@@ -100,7 +100,7 @@ TEST(KvCli, PromptCacheRoundTripAndErrors) {
 // size; sizes outside 1..65 are a clear error.
 TEST(KvCli, BenchDepthAndVerifyBatchJson) {
   KITE_REQUIRE_SHARED("models/stories260K.gguf");
-  const std::string m = "bench -m " + shared_q("models/stories260K.gguf") + " -t 1 -r 1 ";
+  const std::string m = "bench -m " + shared_q("models/stories260K.gguf") + " -t 1 -r 1 --no-membw ";
   CliRun r = run(m + "-p 16 -n 4 --depth 8,40 --verify-batch 1,3,5 --json", false);
   ASSERT_EQ(r.code, 0) << r.out;
   const json j = json::parse(r.out);
@@ -121,7 +121,7 @@ TEST(KvCli, BenchDepthAndVerifyBatchJson) {
 // layer and token, no prompt-sized calls.
 TEST(KvCli, BenchStreamsAndDepthProfile) {
   KITE_REQUIRE_SHARED("models/stories260K.gguf");
-  const std::string m = "bench -m " + shared_q("models/stories260K.gguf") + " -t 1 -r 2 -p 0 ";
+  const std::string m = "bench -m " + shared_q("models/stories260K.gguf") + " -t 1 -r 2 -p 0 --no-membw ";
   CliRun r = run(m + "-n 4 --streams sequential,interleaved --json", false);
   ASSERT_EQ(r.code, 0) << r.out;
   const json j = json::parse(r.out);

@@ -1,6 +1,8 @@
 // kite bench: prompt-processing and decode speed, with the roofline beside them.
 // Decode reads every weight once per token, so tok/s × bytes/token is the bandwidth achieved;
-// `--membw` measures what the machine can read, to show the fraction reached.
+// the machine's read bandwidth is measured too (ReadBandwidthProbe, before the runs and after
+// each decode repetition; `--no-membw` skips it, `--membw` alone runs only it), to show the
+// fraction reached.
 #include <omp.h>
 
 #include <algorithm>
@@ -256,7 +258,7 @@ Runner add_bench(CLI::App& app) {
     std::string threads = "2", kv_type = "f16", depths, verify, streams;
     int prefix_test = 0;
     double kv_mem = 0;
-    bool json = false, membw = false, profile = false;
+    bool json = false, membw = false, no_membw = false, profile = false;
     std::string trace;
   };
   auto o = std::make_shared<Opts>();
@@ -265,7 +267,9 @@ Runner add_bench(CLI::App& app) {
   sub->add_option("-n,--n-gen", o->n_gen, "generated tokens (0: skip)");
   sub->add_option("-t,--threads", o->threads, "thread counts, comma separated");
   sub->add_option("-r,--repetitions", o->reps, "repetitions (min/median/max reported)");
-  sub->add_flag("--membw", o->membw, "measure the machine's read bandwidth");
+  sub->add_flag("--membw", o->membw,
+                "measure the machine's read bandwidth (done by default when decode is timed; alone, without -m: only that)");
+  sub->add_flag("--no-membw", o->no_membw, "do not measure the read bandwidth (no fraction of it is reported)");
   sub->add_flag("--profile", o->profile, "time per op (printed after the runs; with --depth: the deepest depth's decode steps only)");
   sub->add_option("--trace", o->trace, "write a Chrome trace (Perfetto) of the last repetition");
   sub->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, bf16, q8_0 (default f16, as llama-bench)");
@@ -291,7 +295,11 @@ Runner add_bench(CLI::App& app) {
     // Re-measures after each decode repetition with the largest thread count (the bandwidth's).
     std::unique_ptr<ReadBandwidthProbe> probe;
     const int probe_threads = *std::max_element(thread_counts.begin(), thread_counts.end());
-    if (o->membw) {
+    check(!(o->membw && o->no_membw), "bench: --membw and --no-membw contradict each other");
+    // By default whenever decode is timed (-n > 0 with a model): the fraction of the machine's
+    // read bandwidth is the roofline beside the decode figures.
+    const bool measure_bw = o->membw || (!o->no_membw && !o->mf.model.empty() && o->n_gen > 0);
+    if (measure_bw) {
       probe = std::make_unique<ReadBandwidthProbe>(probe_threads);
       membw = probe->measure(7);
       out["membw_gbs"] = membw;
