@@ -64,21 +64,58 @@ void embed_tokens(const Tensor& tok_embd, const int32_t* tokens, int n_tok, floa
   for (int t = 0; t < n_tok; t++) to_float(tok_embd.type, tok_embd.row(tokens[t]), x + t * d, d);
 }
 
+namespace {
+// The rotation angles' cos and sin for positions pos0 .. pos0+n_tok-1, [n_tok][rope_dim/2] each.
+// A forward pass rotates q and k of every layer at the same positions, so the table is kept
+// per thread and recomputed only when the positions or the model change (the std::pow / cos /
+// sin per pair cost ~1% of a small model's decode step when done for each call).
+struct RopeTable {
+  // What the table was computed for: the values (not the model's address, which a later model
+  // can reuse).
+  float theta = 0, factor = 0;
+  int rope_dim = 0, pos0 = 0, n_tok = -1;
+  RopeScaling scaling = RopeScaling::None;
+  std::vector<float> freq_factors;
+  std::vector<float> cs, sn;
+
+  void ensure(const ModelConfig& cfg, const std::vector<float>& ff, int p0, int nt) {
+    if (n_tok == nt && pos0 == p0 && theta == cfg.rope_theta && rope_dim == cfg.rope_dim &&
+        scaling == cfg.rope_scaling && factor == cfg.rope_factor && freq_factors == ff)
+      return;
+    theta = cfg.rope_theta;
+    factor = cfg.rope_factor;
+    rope_dim = cfg.rope_dim;
+    scaling = cfg.rope_scaling;
+    freq_factors = ff;
+    pos0 = p0;
+    n_tok = nt;
+    const int half = cfg.rope_dim / 2;
+    cs.resize(size_t(nt) * half);
+    sn.resize(size_t(nt) * half);
+    for (int t = 0; t < nt; t++) {
+      float pos = float(p0 + t);
+      if (cfg.rope_scaling == RopeScaling::Linear) pos /= cfg.rope_factor;
+      // Frequencies as Hugging Face computes them, in float32: inv_freq_i = 1 / theta^(2i/d).
+      for (int i = 0; i < half; i++) {
+        float inv_freq = 1.0f / std::pow(cfg.rope_theta, float(2 * i) / float(cfg.rope_dim));
+        if (!ff.empty()) inv_freq /= ff[i];
+        const float a = pos * inv_freq;
+        cs[size_t(t) * half + i] = std::cos(a);
+        sn[size_t(t) * half + i] = std::sin(a);
+      }
+    }
+  }
+};
+}  // namespace
+
 void apply_rope(const ModelConfig& c, const std::vector<float>& freq_factors, float* x, int n_tok,
                 int n_heads, int pos0) {
   const int hd = c.head_dim, half = c.rope_dim / 2;
-  std::vector<float> cs(half), sn(half);
+  thread_local RopeTable table;
+  table.ensure(c, freq_factors, pos0, n_tok);
   for (int t = 0; t < n_tok; t++) {
-    float pos = float(pos0 + t);
-    if (c.rope_scaling == RopeScaling::Linear) pos /= c.rope_factor;
-    // Frequencies as Hugging Face computes them, in float32: inv_freq_i = 1 / theta^(2i/d).
-    for (int i = 0; i < half; i++) {
-      float inv_freq = 1.0f / std::pow(c.rope_theta, float(2 * i) / float(c.rope_dim));
-      if (!freq_factors.empty()) inv_freq /= freq_factors[i];
-      const float a = pos * inv_freq;
-      cs[i] = std::cos(a);
-      sn[i] = std::sin(a);
-    }
+    const float* cs = table.cs.data() + size_t(t) * half;
+    const float* sn = table.sn.data() + size_t(t) * half;
     for (int h = 0; h < n_heads; h++) {
       float* v = x + (size_t(t) * n_heads + h) * hd;
       for (int i = 0; i < half; i++) {
