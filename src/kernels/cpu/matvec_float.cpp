@@ -212,7 +212,8 @@ void rows(const MatvecArgs& a, int64_t r0, int64_t r1) {
 // next-row prefetches: each weight vector feeds NT FMAs, instead of two token groups whose second
 // re-reads the block from L2 and widens it again. 24-28 accumulators: 7-8 tokens spill (and 2-3
 // rows instead were slower than two groups). Zen 5, HF BF16 teacher, `bench --verify-batch`:
-// 5 tokens 1.59x -> 1.40x a one-token step, 6 tokens 1.71x -> 1.59x.
+// 5 tokens 1.59x -> 1.40x a one-token step, 6 tokens 1.71x -> 1.59x. Interleaved plan only (the
+// sequential one, Zen 3/4, keeps the token groups: not measured there).
 template <class L, int NT, bool kXH>
 void rows_wide(const MatvecArgs& a, int64_t r0, int64_t r1) {
   for_row_streams<4>(r0, r1, [&](int64_t o, int64_t step) { rows_kernel<L, 4, NT, true, kXH>(a, o, step); },

@@ -108,13 +108,14 @@ void groups(const MatvecArgs& a, int64_t r0, int64_t r1) {
                      [&](int64_t g) { groups_kernel<D, 1, NT, true>(a, g, 0); });
 }
 
-// 5-6 tokens (speculative verification): one pass over the weights, 2 streams (4 spill). Zen 5,
-// Q8_0 teacher, `bench --verify-batch`: 5 / 6 tokens 1.60x / 1.81x a one-token step -> 1.49x /
-// 1.70x. More tokens: matvec_token_groups' L2-sized blocks (multiples of 64 rows, so 16-row
-// groups stay whole; chunks start at multiples of 64 and end at n_out, a multiple of 16).
+// 5-6 tokens (speculative verification) under the interleaved plan: one pass over the weights,
+// 2 streams (4 spill). Zen 5, Q8_0 teacher, `bench --verify-batch`: 5 / 6 tokens 1.60x / 1.81x a
+// one-token step -> 1.49x / 1.70x. (The sequential plan, Zen 3/4, keeps the token groups: not
+// measured there.) More tokens: matvec_token_groups' L2-sized blocks (multiples of 64 rows, so
+// 16-row groups stay whole; chunks start at multiples of 64 and end at n_out, a multiple of 16).
 template <class D>
 void matvec(const MatvecArgs& a, int64_t r0, int64_t r1) {
-  if (a.n_tok == 5 || a.n_tok == 6) {
+  if ((a.n_tok == 5 || a.n_tok == 6) && stream_plan() == StreamPlan::Interleaved) {
     if (a.n_tok == 5) groups<D, 5>(a, r0, r1);
     else groups<D, 6>(a, r0, r1);
     return;
