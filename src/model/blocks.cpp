@@ -16,15 +16,8 @@ namespace {
 MatmulObserver g_observer = nullptr;
 void* g_observer_ctx = nullptr;
 
-// A matmul, timed under the weight's name when profiling.
-void linear(const Tensor& W, const float* x, float* y, int n_tok) {
-  if (g_observer) g_observer(g_observer_ctx, W, x, n_tok);
-  KITE_PROFILE("matmul", W.name);
-  kernels::matmul(W, x, y, n_tok);
-}
-
-// Products of one input (q/k/v, gate/up) in one kernel call (kernels::matmul_shared_input), timed
-// under their names joined by '+' when profiling.
+// Products of one input (q/k/v, gate/up; or a single one) in one kernel call
+// (kernels::matmul_shared_input), timed under their names joined by '+' when profiling.
 void linear_shared_input(std::initializer_list<kernels::MatmulOut> outs, const float* x, int n_tok) {
   std::string label;
   for (const kernels::MatmulOut& o : outs) {
@@ -34,6 +27,9 @@ void linear_shared_input(std::initializer_list<kernels::MatmulOut> outs, const f
   KITE_PROFILE("matmul", label);
   kernels::matmul_shared_input(std::span<const kernels::MatmulOut>(outs.begin(), outs.size()), x, n_tok);
 }
+
+// A matmul, timed under the weight's name when profiling.
+void linear(const Tensor& W, const float* x, float* y, int n_tok) { linear_shared_input({{&W, y}}, x, n_tok); }
 
 void rmsnorm_rows(float* out, const float* x, const float* w, int n_tok, int d, float eps) {
   KITE_PROFILE("norm", "rmsnorm");
@@ -90,16 +86,19 @@ struct RopeTable {
     pos0 = p0;
     n_tok = nt;
     const int half = cfg.rope_dim / 2;
+    // Frequencies as Hugging Face computes them, in float32: inv_freq_i = 1 / theta^(2i/d).
+    std::vector<float> inv_freq(half);
+    for (int i = 0; i < half; i++) {
+      inv_freq[i] = 1.0f / std::pow(cfg.rope_theta, float(2 * i) / float(cfg.rope_dim));
+      if (!ff.empty()) inv_freq[i] /= ff[i];
+    }
     cs.resize(size_t(nt) * half);
     sn.resize(size_t(nt) * half);
     for (int t = 0; t < nt; t++) {
       float pos = float(p0 + t);
       if (cfg.rope_scaling == RopeScaling::Linear) pos /= cfg.rope_factor;
-      // Frequencies as Hugging Face computes them, in float32: inv_freq_i = 1 / theta^(2i/d).
       for (int i = 0; i < half; i++) {
-        float inv_freq = 1.0f / std::pow(cfg.rope_theta, float(2 * i) / float(cfg.rope_dim));
-        if (!ff.empty()) inv_freq /= ff[i];
-        const float a = pos * inv_freq;
+        const float a = pos * inv_freq[i];
         cs[size_t(t) * half + i] = std::cos(a);
         sn[size_t(t) * half + i] = std::sin(a);
       }
